@@ -1,0 +1,56 @@
+# One entry point for everything. `make local` runs the whole system on this machine; `make test` is CI.
+SHELL := /bin/bash
+VENV ?= .venv
+# Lambda's runtime is python3.12: use it when on PATH, else pyenv's 3.12.1 (SAM builds need it on PATH too).
+PY312 ?= $(shell command -v python3.12 2>/dev/null || ls $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)
+export PATH := $(abspath $(VENV))/bin:$(dir $(PY312)):$(PATH)
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install lint test unit integration e2e build sizes local demo bench load clean
+
+install: $(STAMP)
+$(STAMP): pyproject.toml constraints.txt
+	@test -n "$(PY312)" || { echo "python3.12 not found (PATH or pyenv)"; exit 1; }
+	test -x $(PY) || $(PY312) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+lint: install
+	ruff check .
+	ruff format --check .
+
+unit: install
+	pytest -q tests/unit
+
+integration: install
+	pytest -q tests/integration
+
+e2e: install
+	pytest -q tests/e2e
+
+# CI: lint, every test tier, then the SAM template checks, build and size budget.
+test: install lint
+	pytest -q
+	$(MAKE) --no-print-directory build
+
+build: install
+	sam validate --lint
+	sam build --cached --parallel
+	$(PY) -m kclocal.sizes .aws-sam/build
+
+local: install
+	kcprice-local up
+
+demo: install
+	kcprice-local demo
+
+bench: install
+	$(PY) -m kclocal.bench
+
+load: install
+	kcprice-local load
+
+clean:
+	rm -rf .aws-sam build .pytest_cache .ruff_cache

@@ -1,0 +1,85 @@
+"""`kcprice` command line: validate and train on a CSV, predict with an exported artifact."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from kcprice.dataset import read_sales
+
+    _, report = read_sales(Path(args.csv).read_bytes())
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0 if report.ok else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from kcprice.dataset import read_sales
+    from kcprice.training import train
+
+    t0 = time.perf_counter()
+    _log(f"reading {args.csv}")
+    sales, report = read_sales(Path(args.csv).read_bytes(), min_rows=args.min_rows)
+    if sales is None:
+        print(json.dumps(report.to_dict(), indent=2))
+        _log("rejected: see the report above")
+        return 1
+    result = train(sales, evaluate_splits=not args.no_eval, log=_log)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.npz").write_bytes(result.artifact)
+    (out / "model.json").write_text(json.dumps(result.meta, indent=2, sort_keys=True))
+    _log(f"wrote {out / 'model.npz'} and model.json in {time.perf_counter() - t0:.1f}s")
+    print(json.dumps({"version": result.meta["version"], "metrics": result.meta["metrics"]}, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from kcprice.predictor import Predictor
+    from kcprice.schema import PredictRequest
+
+    text = sys.stdin.read() if args.houses == "-" else Path(args.houses).read_text()
+    payload = json.loads(text)
+    try:
+        req = PredictRequest.model_validate(payload if isinstance(payload, dict) else {"houses": payload})
+    except ValidationError as e:
+        print(e, file=sys.stderr)
+        return 2
+    model = Predictor.load(args.model)
+    prices = model.predict_houses(req.houses)
+    print(json.dumps({"model_version": model.version, "predictions": [{"price": round(p, 2)} for p in prices]}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kcprice", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="check a sales CSV and print the report")
+    v.add_argument("csv")
+    v.set_defaults(func=cmd_validate)
+    t = sub.add_parser("train", help="train on a sales CSV and export model.npz + model.json")
+    t.add_argument("csv")
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--no-eval", action="store_true", help="skip the random/temporal evaluation fits")
+    t.add_argument("--min-rows", type=int, default=1000)
+    t.set_defaults(func=cmd_train)
+    q = sub.add_parser("predict", help='price houses: a JSON list or {"houses": [...]}, file or - for stdin')
+    q.add_argument("houses")
+    q.add_argument("--model", required=True, help="path to model.npz")
+    q.set_defaults(func=cmd_predict)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

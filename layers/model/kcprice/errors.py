@@ -1,0 +1,21 @@
+"""The few named failures the handlers map to HTTP or to a report, once."""
+
+
+class KcPriceError(Exception):
+    """Base class: every expected failure of the domain code."""
+
+
+class NoModelError(KcPriceError):
+    """No champion has been promoted yet (HTTP 503)."""
+
+
+class ArtifactIntegrityError(KcPriceError):
+    """An artifact's bytes do not match the sha256 the registry recorded for them."""
+
+
+class ChampionChangedError(KcPriceError):
+    """The champion pointer moved while a challenger was being trained (conditional write lost)."""
+
+
+class NotFoundError(KcPriceError):
+    """A requested item (house id, object) does not exist (HTTP 404)."""

@@ -1,0 +1,117 @@
+"""Feature engineering in plain numpy: the same function builds training and serving design matrices.
+
+Location dominates this market, so besides raw coordinates the model sees (a) coordinates rotated at
+several angles (trees split on axis-aligned lines; rotations let them cut diagonal neighbourhood edges) and
+(b) a smoothed map of log(price per sq ft) at three scales, looked up by bilinear interpolation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kcprice.fields import FIELDS
+
+RAW_COLUMNS: tuple[str, ...] = FIELDS + ("day",)
+_I = {c: i for i, c in enumerate(RAW_COLUMNS)}
+_ANGLES = np.deg2rad([15, 30, 45, 60, 75, 105, 120, 135, 150, 165])
+_ROTATION = np.vstack([np.cos(_ANGLES), np.sin(_ANGLES)])  # (2, n_angles): [lat, long] @ R
+# Grid over the county: origin, cell size in degrees of latitude, and the longitude/latitude cell ratio that
+# makes cells roughly square at 47.5 N (1 / cos(47.5 deg) ~ 1.48).
+GRID_ORIGIN = (47.05, -122.60)
+GRID_EXTENT = (0.80, 1.60)
+GRID_CELL = 0.004
+GRID_LON_RATIO = 1.48
+GRID_BANDWIDTHS = (1.0, 3.0, 8.0)  # Gaussian sigma in cells: ~0.45, 1.3 and 3.6 km
+GRID_PRIOR_WEIGHT = 3.0
+
+
+@dataclass(frozen=True)
+class LocationGrids:
+    values: np.ndarray  # (n_scales, ny, nx) smoothed log(price / sqft_living)
+
+    @property
+    def names(self) -> list[str]:
+        return [f"loc_ppsf_s{b:g}" for b in GRID_BANDWIDTHS]
+
+
+FEATURE_NAMES: tuple[str, ...] = (
+    RAW_COLUMNS
+    + ("age", "years_since_renovation", "log_sqft_living", "log_sqft_lot")
+    + tuple(f"rot{round(np.rad2deg(a))}" for a in _ANGLES)
+    + tuple(f"loc_ppsf_s{b:g}" for b in GRID_BANDWIDTHS)
+)
+
+
+def _cell_coords(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (lat - GRID_ORIGIN[0]) / GRID_CELL, (lon - GRID_ORIGIN[1]) / (GRID_CELL * GRID_LON_RATIO)
+
+
+def _grid_shape() -> tuple[int, int]:
+    return int(GRID_EXTENT[0] / GRID_CELL) + 1, int(GRID_EXTENT[1] / (GRID_CELL * GRID_LON_RATIO)) + 1
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    r = int(3 * sigma)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    a = np.apply_along_axis(np.convolve, 0, a, k, "same")
+    return np.apply_along_axis(np.convolve, 1, a, k, "same")
+
+
+def fit_location_grids(raw: np.ndarray, price: np.ndarray) -> LocationGrids:
+    """Kernel-smoothed log(price/sqft) maps, shrunk towards the global mean where sales are sparse."""
+    target = np.log(price) - np.log(raw[:, _I["sqft_living"]])
+    ny, nx = _grid_shape()
+    fy, fx = _cell_coords(raw[:, _I["lat"]], raw[:, _I["long"]])
+    iy, ix = np.clip(fy.astype(int), 0, ny - 1), np.clip(fx.astype(int), 0, nx - 1)
+    sums, counts = np.zeros((ny, nx)), np.zeros((ny, nx))
+    np.add.at(sums, (iy, ix), target)
+    np.add.at(counts, (iy, ix), 1.0)
+    prior = float(target.mean())
+    maps = [
+        (_blur(sums, b) + prior * GRID_PRIOR_WEIGHT) / (_blur(counts, b) + GRID_PRIOR_WEIGHT) for b in GRID_BANDWIDTHS
+    ]
+    return LocationGrids(np.stack(maps))
+
+
+def lookup(grids: LocationGrids, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of every scale at once: (n,) coords -> (n, n_scales)."""
+    g = grids.values
+    _, ny, nx = g.shape
+    fy, fx = _cell_coords(lat, lon)
+    fy, fx = fy - 0.5, fx - 0.5  # cell centres
+    y0 = np.clip(np.floor(fy).astype(np.intp), 0, ny - 2)
+    x0 = np.clip(np.floor(fx).astype(np.intp), 0, nx - 2)
+    wy = np.clip(fy - y0, 0.0, 1.0)[:, None]
+    wx = np.clip(fx - x0, 0.0, 1.0)[:, None]
+    flat = g.reshape(g.shape[0], -1).T  # (ny*nx, n_scales)
+    i00 = y0 * nx + x0
+    return (
+        flat[i00] * (1 - wy) * (1 - wx)
+        + flat[i00 + nx] * wy * (1 - wx)
+        + flat[i00 + 1] * (1 - wy) * wx
+        + flat[i00 + nx + 1] * wy * wx
+    )
+
+
+def design_matrix(raw: np.ndarray, grids: LocationGrids) -> np.ndarray:
+    """(n, len(RAW_COLUMNS)) raw inputs -> (n, len(FEATURE_NAMES)) model features."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.ndim != 2 or raw.shape[1] != len(RAW_COLUMNS):
+        raise ValueError(f"expected an (n, {len(RAW_COLUMNS)}) array of {RAW_COLUMNS}")
+    sale_year = 2014.0 + raw[:, _I["day"]] / 365.25
+    age = sale_year - raw[:, _I["yr_built"]]
+    renovated = raw[:, _I["yr_renovated"]]
+    since_renovation = np.where(renovated > 0, sale_year - renovated, age)
+    latlon = raw[:, [_I["lat"], _I["long"]]]
+    return np.hstack(
+        [
+            raw,
+            age[:, None],
+            since_renovation[:, None],
+            np.log(raw[:, [_I["sqft_living"], _I["sqft_lot"]]]),
+            latlon @ _ROTATION,
+            lookup(grids, latlon[:, 0], latlon[:, 1]),
+        ]
+    )

@@ -1,0 +1,139 @@
+"""numpy-only serving: load a self-describing artifact and price houses. Never imports scikit-learn or scipy.
+
+Artifact = one .npz (loaded with allow_pickle=False, so it can carry no code) holding:
+  feature (T, 2**D - 1) int, threshold (T, 2**D - 1) float64, leaf (T, 2**D) float64, baseline (),
+  grids (scales, ny, nx) float64, meta () unicode JSON.
+Trees are stored as perfect binary trees of depth D: a leaf shallower than D is padded with "always left"
+splits (threshold +inf), so every row takes exactly D vectorised steps through every tree at once.
+A row goes right when x > threshold, which is scikit-learn's `x <= threshold -> left` for finite x.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kcprice.features import RAW_COLUMNS, LocationGrids, design_matrix
+
+_ARRAYS = ("feature", "threshold", "leaf", "baseline", "grids", "meta")
+_CHUNK = 512  # rows per traversal block: keeps the (rows x trees) index arrays inside the CPU cache
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Predictor:
+    feature: np.ndarray
+    threshold: np.ndarray
+    leaf: np.ndarray
+    baseline: float
+    grids: LocationGrids
+    meta: dict[str, Any]
+    _flat: tuple = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n_trees, n_internal = self.threshold.shape
+        self.depth = int(np.log2(n_internal + 1))
+        if 2**self.depth - 1 != n_internal or self.leaf.shape != (n_trees, n_internal + 1):
+            raise ValueError("artifact trees are not perfect binary trees")
+        # One flat node space: node k (internal or leaf) of tree t lives at t * m + k, m = 2 * n_internal + 1.
+        # Each step is then: node = left[node] + (x[feature[node]] > threshold[node]).
+        m = 2 * n_internal + 1
+        pad = np.zeros((n_trees, n_internal + 1))
+        root = np.arange(n_trees, dtype=np.intp) * m
+        local = np.arange(n_internal, dtype=np.intp)
+        left = np.hstack([root[:, None] + 2 * local + 1, np.zeros((n_trees, n_internal + 1), np.intp)])
+        self._flat = (
+            np.hstack([self.feature, pad.astype(self.feature.dtype)]).astype(np.intp).ravel(),
+            np.hstack([self.threshold, pad]).ravel(),
+            np.hstack([np.zeros((n_trees, n_internal)), self.leaf]).ravel(),
+            left.ravel(),
+            root,
+        )
+
+    @property
+    def version(self) -> str:
+        return self.meta["version"]
+
+    @property
+    def default_day(self) -> float:
+        return float(self.meta["reference_day"])
+
+    # --- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_bytes(cls, data: bytes, expected_sha256: str | None = None) -> Predictor:
+        if expected_sha256 is not None and sha256_hex(data) != expected_sha256:
+            from kcprice.errors import ArtifactIntegrityError
+
+            raise ArtifactIntegrityError(f"artifact sha256 {sha256_hex(data)} != recorded {expected_sha256}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            missing = set(_ARRAYS) - set(z.files)
+            if missing:
+                raise ValueError(f"artifact lacks arrays {sorted(missing)}")
+            a = {k: z[k] for k in _ARRAYS}
+        return cls(
+            feature=a["feature"],
+            threshold=a["threshold"],
+            leaf=a["leaf"],
+            baseline=float(a["baseline"]),
+            grids=LocationGrids(a["grids"]),
+            meta=json.loads(str(a["meta"])),
+        )
+
+    @classmethod
+    def load(cls, path: str) -> Predictor:
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read())
+
+    # --- scoring -------------------------------------------------------------------------------------------
+    def raw_scores(self, features: np.ndarray) -> np.ndarray:
+        """Model output before the inverse link: log(price). (n, n_features) -> (n,)."""
+        x = np.ascontiguousarray(features, dtype=np.float64)
+        if not np.isfinite(x).all():
+            raise ValueError("features must be finite")
+        feat, thr, value, left, root = self._flat
+        n, n_features = x.shape
+        if n == 1:  # the API's common case: skip the block bookkeeping
+            node, row = root, x[0]
+            for _ in range(self.depth):
+                node = left[node] + (row[feat[node]] > thr[node])
+            return np.array([value[node].sum() + self.baseline])
+        out = np.empty(n)
+        for start in range(0, n, _CHUNK):
+            block = x[start : start + _CHUNK]
+            flat_rows = block.ravel()
+            row0 = (np.arange(block.shape[0], dtype=np.intp) * n_features)[:, None]
+            node = np.broadcast_to(root, (block.shape[0], root.size))
+            for _ in range(self.depth):
+                node = left[node] + (flat_rows[row0 + feat[node]] > thr[node])
+            out[start : start + _CHUNK] = value[node].sum(axis=1)
+        return out + self.baseline
+
+    def predict_raw(self, raw: np.ndarray) -> np.ndarray:
+        """(n, len(RAW_COLUMNS)) raw inputs -> (n,) prices in dollars."""
+        return np.exp(self.raw_scores(design_matrix(raw, self.grids)))
+
+    def predict_houses(self, houses) -> list[float]:
+        raw = np.array([h.raw_row(self.default_day) for h in houses], dtype=np.float64)
+        return self.predict_raw(raw).tolist()
+
+
+def save_artifact(path_or_buffer, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write the .npz; meta travels inside as a unicode scalar so the file alone describes the model."""
+    np.savez(path_or_buffer, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+
+
+def artifact_bytes(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    save_artifact(buf, arrays, meta)
+    return buf.getvalue()
+
+
+__all__ = ["RAW_COLUMNS", "Predictor", "artifact_bytes", "save_artifact", "sha256_hex"]

@@ -1,0 +1,75 @@
+import pytest
+from kcprice.schema import MAX_BATCH, House, PredictRequest
+from pydantic import ValidationError
+
+
+def error_fields(exc: ValidationError) -> set[str]:
+    return {str(e["loc"][-1]) for e in exc.errors()} | {e["msg"] for e in exc.errors()}
+
+
+def test_real_house_is_valid(house):
+    h = House.model_validate(house)
+    assert h.zipcode == 98178 and h.date.isoformat() == "2014-10-13"
+
+
+def test_date_is_optional(house):
+    del house["date"]
+    assert House.model_validate(house).date is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("zipcode", 97201),  # Portland, not King County
+        ("lat", 45.5),
+        ("long", -120.0),
+        ("bedrooms", -1),
+        ("grade", 14),
+        ("sqft_living", 10),
+        ("yr_built", 1700),
+        ("waterfront", 2),
+        ("bathrooms", "many"),
+    ],
+)
+def test_out_of_range_names_the_field(house, field, value):
+    house[field] = value
+    with pytest.raises(ValidationError) as e:
+        House.model_validate(house)
+    assert field in error_fields(e.value)
+
+
+def test_unknown_field_is_rejected(house):
+    house["pool"] = 1
+    with pytest.raises(ValidationError) as e:
+        House.model_validate(house)
+    assert "pool" in error_fields(e.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"sqft_above": 1000}, "sqft_above + sqft_basement"),
+        ({"yr_renovated": 1950}, "yr_renovated"),
+        ({"bathrooms": 1.1}, "bathrooms"),
+        ({"floors": 1.2}, "floors"),
+    ],
+)
+def test_kc_rules(house, changes, needle):
+    house.update(changes)
+    with pytest.raises(ValidationError) as e:
+        House.model_validate(house)
+    assert needle in str(e.value)
+
+
+def test_renovation_after_build_is_fine(house):
+    house["yr_renovated"] = 2001
+    House.model_validate(house)
+
+
+def test_batch_is_capped(house):
+    PredictRequest.model_validate({"houses": [house] * MAX_BATCH})
+    with pytest.raises(ValidationError) as e:
+        PredictRequest.model_validate({"houses": [house] * (MAX_BATCH + 1)})
+    assert "houses" in error_fields(e.value)
+    with pytest.raises(ValidationError):
+        PredictRequest.model_validate({"houses": []})
