@@ -5,6 +5,8 @@ VENV ?= .venv
 PY312 ?= $(shell command -v python3.12 2>/dev/null || ls $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)
 export PATH := $(abspath $(VENV))/bin:$(dir $(PY312)):$(PATH)
 PY := $(VENV)/bin/python
+# No telemetry: builds and tests never talk to anything but PyPI and 127.0.0.1.
+export SAM_CLI_TELEMETRY := 0
 STAMP := $(VENV)/.installed
 
 .PHONY: install lint test unit integration e2e build sizes local demo bench load clean
@@ -39,6 +41,7 @@ build: install
 	sam validate --lint
 	sam build --cached --parallel
 	$(PY) -m kclocal.sizes .aws-sam/build
+	$(PY) -m kclocal.smoke .aws-sam/build
 
 local: install
 	kcprice-local up

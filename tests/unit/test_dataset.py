@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from kcprice.dataset import REQUIRED, merge, read_sales
 
 

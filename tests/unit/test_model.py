@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from kcprice.errors import ArtifactIntegrityError
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS
 from kcprice.predictor import Predictor, sha256_hex

@@ -1,6 +1,7 @@
 import pytest
-from kcprice.schema import MAX_BATCH, House, PredictRequest
 from pydantic import ValidationError
+
+from kcprice.schema import MAX_BATCH, House, PredictRequest
 
 
 def error_fields(exc: ValidationError) -> set[str]:

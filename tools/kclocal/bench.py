@@ -67,6 +67,7 @@ def cold_start(script: str, runs: int) -> float:
 
 def model_section(results: dict) -> None:
     import joblib
+
     from kcprice.dataset import read_sales
     from kcprice.training import train
 

@@ -19,6 +19,8 @@ from kcprice.features import RAW_COLUMNS
 from kcprice.fields import BOUNDS, EPOCH, FIELDS, PRICE_BOUNDS, rule_violations
 
 REQUIRED: tuple[str, ...] = ("id", "date", "price") + FIELDS
+# An inventory lists houses to score: no price, and a sale date is optional.
+INVENTORY_REQUIRED: tuple[str, ...] = ("id",) + FIELDS
 _DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})(T000000)?$")
 _EXAMPLES = 5
 
@@ -142,7 +144,12 @@ def _mask_problem(code: str, message: str, column: str | None, bad: np.ndarray, 
     return Problem(code, message, column, int(idx.size), examples)
 
 
-def read_sales(data: bytes, min_rows: int = 1) -> tuple[Sales | None, ValidationReport]:
+def read_inventory(data: bytes) -> tuple[Sales | None, ValidationReport]:
+    """Houses to score: like read_sales, but price is NaN and a missing date is NaN (the model's default day)."""
+    return read_sales(data, labelled=False)
+
+
+def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[Sales | None, ValidationReport]:
     """bytes of a CSV -> (Sales, report) when clean, (None, report) when not. Row numbers are 1-based file lines."""
     digest = hashlib.sha256(data).hexdigest()
     problems: list[Problem] = []
@@ -165,7 +172,8 @@ def read_sales(data: bytes, min_rows: int = 1) -> tuple[Sales | None, Validation
         problems.append(Problem("empty_file", "file has no header and no rows"))
         return reject()
     header = [h.strip().lower() for h in table[0]]
-    missing = [c for c in REQUIRED if c not in header]
+    required = REQUIRED if labelled else INVENTORY_REQUIRED
+    missing = [c for c in required if c not in header]
     if missing:
         problems.append(Problem("missing_columns", f"missing column(s): {', '.join(missing)}", count=len(missing)))
         return reject(len(table) - 1)
@@ -185,9 +193,13 @@ def read_sales(data: bytes, min_rows: int = 1) -> tuple[Sales | None, Validation
         problems.append(Problem("too_few_rows", f"{len(body)} data row(s); at least {min_rows} needed", None, 1))
         return reject(len(body))
 
-    col = {name: [r[header.index(name)].strip() for r in body] for name in REQUIRED}
+    present = [c for c in REQUIRED if c in header]
+    col = {name: [r[header.index(name)].strip() for r in body] for name in present}
+    if not labelled:
+        col.setdefault("date", [""] * len(body))
+        col["price"] = ["nan"] * len(body)
     values = {name: _numeric(name, col[name], problems) for name in ("id", "price") + FIELDS}
-    parsed = [_parse_day(v) for v in col["date"]]
+    parsed = [_parse_day(v) if (labelled or v) else np.nan for v in col["date"]]
     days = np.array([np.nan if d is None else d for d in parsed])
     bad_dates = [i for i, d in enumerate(parsed) if d is None]
     if bad_dates:
@@ -195,7 +207,9 @@ def read_sales(data: bytes, min_rows: int = 1) -> tuple[Sales | None, Validation
         message = "dates must be YYYYMMDDT000000, YYYYMMDD or YYYY-MM-DD"
         problems.append(Problem("bad_date", message, "date", len(bad_dates), examples))
 
-    bounds = dict(BOUNDS, price=(*PRICE_BOUNDS, False), id=(1, 1e11, True))
+    bounds = dict(BOUNDS, id=(1, 1e11, True))
+    if labelled:
+        bounds["price"] = (*PRICE_BOUNDS, False)
     for name, (low, high, integer) in bounds.items():
         v = values[name]
         finite = np.isfinite(v)
@@ -210,7 +224,7 @@ def read_sales(data: bytes, min_rows: int = 1) -> tuple[Sales | None, Validation
         for message, bad in rule_violations(values).items():
             if bad.any():
                 problems.append(_mask_problem("inconsistent", message, None, bad, values["sqft_living"]))
-        keys = np.rec.fromarrays([values["id"], days])
+        keys = np.rec.fromarrays([values["id"], np.nan_to_num(days, nan=-1.0)])  # inventory: no date
         _, first, counts = np.unique(keys, return_index=True, return_counts=True)
         if (counts > 1).any():
             dup = np.ones(len(body), dtype=bool)

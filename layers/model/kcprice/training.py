@@ -20,6 +20,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import train_test_split
 
 import kcprice
+from kcprice import drift
 from kcprice.dataset import Sales
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, LocationGrids, design_matrix, fit_location_grids
 from kcprice.fields import FIELDS
@@ -177,6 +178,7 @@ def train(
         "data_sha256": sales.sha256,
         "n_rows": len(sales),
         "reference_day": float(sales.day.max()),
+        "reference_distributions": drift.reference(sales.raw),
         "libraries": {
             "python": platform.python_version(),
             "numpy": np.__version__,

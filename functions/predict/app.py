@@ -1,0 +1,114 @@
+"""HTTP API (v2): price houses, look up precomputed prices, describe the serving model."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Annotated
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from kcprice import registry
+from kcprice.config import PredictSettings
+from kcprice.errors import NoModelError, NotFoundError
+from kcprice.schema import MAX_BATCH, Prediction, PredictRequest, PredictResponse
+from kcprice.storage import get_price
+
+logger = Logger()
+metrics = Metrics()
+app = APIGatewayHttpResolver(enable_validation=True)
+app.enable_swagger(path="/swagger", title="kc-price", version="1", description="King County house prices")
+
+
+@functools.cache
+def runtime():
+    """Cold start: settings, clients and the champion cache, built once per execution environment."""
+    settings = PredictSettings()
+    s3 = boto3.client("s3")
+    return (
+        settings,
+        s3,
+        boto3.client("dynamodb"),
+        registry.ChampionCache(s3, settings.bucket, settings.model_ttl_seconds),
+    )
+
+
+@app.post("/predict", summary=f"Price 1..{MAX_BATCH} houses")
+def predict(request: PredictRequest) -> PredictResponse:
+    t0 = time.perf_counter()
+    model, _ = runtime()[3].get()
+    prices = model.predict_houses(request.houses)
+    metrics.add_metric("HousesPriced", MetricUnit.Count, len(prices))
+    metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
+    return PredictResponse(model_version=model.version, predictions=[Prediction(price=round(p, 2)) for p in prices])
+
+
+@app.get("/houses/<house_id>/price", summary="Precomputed price of a house in the inventory")
+def house_price(house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description="KC house id")]) -> dict:
+    settings, _, ddb, _ = runtime()
+    item = get_price(ddb, settings.table, house_id)
+    if item is None:
+        raise NotFoundError(
+            f"no precomputed price for house {house_id}: it is not in the inventory, or precompute has not run "
+            "yet; POST /predict prices any house"
+        )
+    return item
+
+
+@app.get("/model", summary="Metadata of the serving model")
+def model_info() -> dict:
+    settings, s3, _, cache = runtime()
+    _, pointer = cache.get()
+    meta = registry.version_metadata(s3, settings.bucket, pointer["version"])
+    prefix = registry.version_prefix(pointer["version"])
+    card = {"card": f"s3://{settings.bucket}/{prefix}card.html"} if "card" in meta else {}
+    return {"champion": pointer, **card, "metadata": meta}
+
+
+@app.get("/health", summary="Liveness, and whether a model is loaded")
+def health() -> dict:
+    try:
+        model, _ = runtime()[3].get()
+        return {"status": "ok", "model_version": model.version}
+    except NoModelError:
+        return {"status": "ok", "model_version": None}
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi():  # no return annotation: Response is not a pydantic type
+    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title="kc-price", version="1"))
+
+
+def _error(status: int, message: str, **extra) -> Response:
+    return Response(status, content_types.APPLICATION_JSON, {"statusCode": status, "message": message, **extra})
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(e: RequestValidationError) -> Response:
+    # Name the field and say what is wrong; never echo Python internals.
+    detail = [{"loc": list(err["loc"]), "type": err["type"], "msg": err.get("msg", "")} for err in e.errors()]
+    return _error(422, "invalid request: " + "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail),
+                  detail=detail)  # fmt: skip
+
+
+@app.exception_handler(NotFoundError)
+def _not_found(e: NotFoundError) -> Response:
+    return _error(404, str(e))
+
+
+@app.exception_handler(NoModelError)
+def _no_model(e: NoModelError) -> Response:
+    return _error(503, str(e))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def handler(event, context):
+    metrics.add_metric("Requests", MetricUnit.Count, 1)
+    return app.resolve(event, context)

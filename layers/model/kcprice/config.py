@@ -1,0 +1,34 @@
+"""Per-function settings, read from the environment once at cold start (never at import of shared modules)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    bucket: str = Field(validation_alias="BUCKET_NAME", min_length=3)
+
+
+class PredictSettings(_Base):
+    table: str = Field(validation_alias="TABLE_NAME")
+    # Bounded staleness: a newly promoted champion is served at most this long after promotion.
+    model_ttl_seconds: float = Field(60.0, validation_alias="MODEL_TTL_SECONDS", ge=0)
+
+
+class PrecomputeSettings(_Base):
+    table: str = Field(validation_alias="TABLE_NAME")
+    inventory_key: str = Field("inventory/houses.csv", validation_alias="INVENTORY_KEY")
+    prediction_ttl_days: int = Field(30, validation_alias="PREDICTION_TTL_DAYS", ge=1)
+    psi_threshold: float = Field(0.2, validation_alias="PSI_THRESHOLD", gt=0)
+
+
+class RetrainSettings(_Base):
+    min_upload_rows: int = Field(50, validation_alias="MIN_UPLOAD_ROWS", ge=1)
+    min_training_rows: int = Field(1000, validation_alias="MIN_TRAINING_ROWS", ge=100)
+    # A challenger must beat the champion's holdout MAPE by at least this many points to be promoted.
+    min_improvement: float = Field(0.0, validation_alias="MIN_MAPE_IMPROVEMENT", ge=0)
+    # Seconds after which an unfinished run's claim is considered abandoned (the function's timeout).
+    claim_timeout_seconds: float = Field(900.0, validation_alias="CLAIM_TIMEOUT_SECONDS", gt=0)
+    psi_threshold: float = Field(0.2, validation_alias="PSI_THRESHOLD", gt=0)

@@ -1,0 +1,151 @@
+"""Model registry in S3.
+
+  models/<version>/model.npz   the artifact (arrays + embedded JSON metadata)
+  models/<version>/model.json  the same metadata plus lineage; written last, so a version with a model.json is whole
+  models/champion.json         the pointer: {version, artifact_key, artifact_sha256, ...}
+
+The pointer only moves by conditional write (If-None-Match: * for the first model, If-Match: <etag> after), so two
+retrains racing can never interleave: the loser gets ChampionChangedError and retries on top of the winner.
+Readers verify the artifact's sha256 against the pointer before serving it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from kcprice.errors import ArtifactIntegrityError, ChampionChangedError, NoModelError, NotFoundError
+from kcprice.predictor import Predictor
+from kcprice.storage import error_code, get_bytes, get_json, put_json
+
+CHAMPION_KEY = "models/champion.json"
+log = logging.getLogger(__name__)
+
+
+def version_prefix(version: str) -> str:
+    return f"models/{version}/"
+
+
+def publish_version(s3, bucket: str, artifact: bytes, meta: dict[str, Any], extra: dict[str, bytes] | None = None):
+    """Write a version's files; model.json goes last and marks the version complete."""
+    prefix = version_prefix(meta["version"])
+    s3.put_object(Bucket=bucket, Key=prefix + "model.npz", Body=artifact, ContentType="application/octet-stream")
+    for name, body in (extra or {}).items():
+        ctype = {"png": "image/png", "html": "text/html", "json": "application/json"}.get(name.rsplit(".")[-1])
+        s3.put_object(Bucket=bucket, Key=prefix + name, Body=body, ContentType=ctype or "application/octet-stream")
+    put_json(s3, bucket, prefix + "model.json", meta)
+
+
+def read_champion(s3, bucket: str) -> tuple[dict | None, str | None]:
+    """(pointer, etag), or (None, None) before the first promotion."""
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=CHAMPION_KEY)
+    except ClientError as e:
+        if error_code(e) in ("NoSuchKey", "404"):
+            return None, None
+        raise
+    return json.loads(obj["Body"].read()), obj["ETag"]
+
+
+def promote(s3, bucket: str, meta: dict[str, Any], expected_etag: str | None, reason: dict[str, Any]) -> str:
+    """Atomically make `meta` the champion if the pointer is still what we read (etag), else ChampionChangedError."""
+    pointer = {
+        "version": meta["version"],
+        "artifact_key": version_prefix(meta["version"]) + "model.npz",
+        "artifact_sha256": meta["artifact_sha256"],
+        "metadata_key": version_prefix(meta["version"]) + "model.json",
+        "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "previous_version": meta.get("lineage", {}).get("parent_version"),
+        "reason": reason,
+    }
+    condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+    try:
+        return put_json(s3, bucket, CHAMPION_KEY, pointer, **condition)
+    except ClientError as e:
+        if error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+            raise ChampionChangedError("the champion changed while this model was trained") from e
+        raise
+
+
+def load_version(s3, bucket: str, pointer: dict) -> Predictor:
+    """Fetch and verify the artifact a pointer names. Raises ArtifactIntegrityError on a sha256 mismatch."""
+    return Predictor.from_bytes(get_bytes(s3, bucket, pointer["artifact_key"]), pointer["artifact_sha256"])
+
+
+def load_champion(s3, bucket: str) -> tuple[Predictor, dict]:
+    pointer, _ = read_champion(s3, bucket)
+    if pointer is None:
+        raise NoModelError("no model has been promoted yet: upload sales to incoming/ to train one")
+    return load_version(s3, bucket, pointer), pointer
+
+
+def version_metadata(s3, bucket: str, version: str) -> dict:
+    return get_json(s3, bucket, version_prefix(version) + "model.json")
+
+
+@dataclass
+class _Loaded:
+    predictor: Predictor
+    pointer: dict
+    etag: str
+
+
+class ChampionCache:
+    """The serving model, re-checked at most every ttl seconds (a conditional GET: 304 when unchanged).
+
+    A new champion whose artifact fails verification is refused: the previous model keeps serving and the bad
+    pointer is not retried until it changes again.
+    """
+
+    def __init__(self, s3, bucket: str, ttl: float, clock=time.monotonic):
+        self._s3, self._bucket, self._ttl, self._clock = s3, bucket, ttl, clock
+        self._current: _Loaded | None = None
+        self._refused_etag: str | None = None
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+        self.load_seconds: float | None = None  # time of the last model load, for metrics
+
+    def get(self) -> tuple[Predictor, dict]:
+        with self._lock:
+            if self._clock() - self._checked_at >= self._ttl or self._current is None:
+                self._refresh()
+            if self._current is None:
+                raise NoModelError("no model has been promoted yet: upload sales to incoming/ to train one")
+            return self._current.predictor, self._current.pointer
+
+    def _refresh(self) -> None:
+        known = self._current.etag if self._current else None
+        kwargs = {"IfNoneMatch": known} if known else {}
+        try:
+            obj = self._s3.get_object(Bucket=self._bucket, Key=CHAMPION_KEY, **kwargs)
+        except ClientError as e:
+            if error_code(e) in ("304", "NotModified", "NoSuchKey", "404"):  # unchanged, or nothing promoted yet
+                self._checked_at = self._clock()
+                return
+            raise
+        etag = obj["ETag"]
+        pointer = json.loads(obj["Body"].read())
+        self._checked_at = self._clock()
+        if etag == self._refused_etag:
+            return
+        t0 = time.perf_counter()
+        try:
+            predictor = load_version(self._s3, self._bucket, pointer)
+        except (ArtifactIntegrityError, NotFoundError, ValueError) as e:
+            self._refused_etag = etag
+            log.error(
+                "refusing champion %s: %s; still serving %s",
+                pointer.get("version"),
+                e,
+                self._current.pointer["version"] if self._current else None,
+            )
+            return
+        self.load_seconds = time.perf_counter() - t0
+        self._current = _Loaded(predictor, pointer, etag)

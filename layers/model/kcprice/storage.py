@@ -1,0 +1,119 @@
+"""S3 and DynamoDB helpers. Each takes its boto3 client as an argument; none reads configuration."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from kcprice.errors import KcPriceError, NotFoundError
+
+BATCH = 25  # DynamoDB BatchWriteItem limit
+
+
+def error_code(e: ClientError) -> str:
+    return e.response.get("Error", {}).get("Code", "")
+
+
+def get_bytes(s3, bucket: str, key: str) -> bytes:
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as e:
+        if error_code(e) in ("NoSuchKey", "404"):
+            raise NotFoundError(f"s3://{bucket}/{key} does not exist") from e
+        raise
+
+
+def get_json(s3, bucket: str, key: str) -> Any:
+    return json.loads(get_bytes(s3, bucket, key))
+
+
+def put_json(s3, bucket: str, key: str, doc: Any, **kwargs) -> str:
+    body = json.dumps(doc, indent=2, sort_keys=True, default=str).encode()
+    return s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **kwargs)["ETag"]
+
+
+@dataclass
+class WriteStats:
+    written: int = 0
+    batches: int = 0
+    retried_items: int = 0
+    retries: int = 0
+
+
+class UnprocessedItemsError(KcPriceError):
+    """DynamoDB kept refusing some items after every retry: the caller must fail loudly, not drop them."""
+
+
+def _chunks(items: Iterable[dict], n: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def batch_put(
+    ddb,
+    table: str,
+    items: Iterable[dict],
+    max_attempts: int = 10,
+    base_delay: float = 0.05,
+    progress: Callable[[WriteStats], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WriteStats:
+    """Write low-level (typed) items 25 at a time, retrying UnprocessedItems with jittered exponential backoff.
+
+    Raises UnprocessedItemsError if any item is still unwritten after max_attempts: nothing is dropped silently.
+    """
+    stats = WriteStats()
+    for chunk in _chunks(items, BATCH):
+        pending = [{"PutRequest": {"Item": item}} for item in chunk]
+        for attempt in range(max_attempts):
+            if attempt:
+                stats.retries += 1
+                stats.retried_items += len(pending)
+                sleep(min(base_delay * 2**attempt, 2.0) * (0.5 + random.random() / 2))
+            resp = ddb.batch_write_item(RequestItems={table: pending})
+            pending = resp.get("UnprocessedItems", {}).get(table, [])
+            if not pending:
+                break
+        if pending:
+            raise UnprocessedItemsError(f"{len(pending)} item(s) still unprocessed after {max_attempts} attempts")
+        stats.written += len(chunk)
+        stats.batches += 1
+        if progress:
+            progress(stats)
+    return stats
+
+
+def price_item(house_id: str, price: float, model_version: str, computed_at: int, expires_at: int) -> dict:
+    """A precomputed prediction as a typed DynamoDB item (numbers as decimal strings, never binary floats)."""
+    return {
+        "house_id": {"S": house_id},
+        "price": {"N": str(Decimal(str(round(price, 2))))},
+        "model_version": {"S": model_version},
+        "computed_at": {"N": str(computed_at)},
+        "expires_at": {"N": str(expires_at)},
+    }
+
+
+def get_price(ddb, table: str, house_id: str) -> dict | None:
+    item = ddb.get_item(TableName=table, Key={"house_id": {"S": house_id}}).get("Item")
+    if not item:
+        return None
+    return {
+        "house_id": item["house_id"]["S"],
+        "price": float(item["price"]["N"]),
+        "model_version": item["model_version"]["S"],
+        "computed_at": int(item["computed_at"]["N"]),
+    }

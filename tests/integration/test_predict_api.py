@@ -1,0 +1,118 @@
+"""PredictFunction through HTTP API v2 events, against the local S3 and DynamoDB."""
+
+import base64
+import json
+
+import pytest
+
+from kcprice import registry
+from kcprice.schema import MAX_BATCH
+from kcprice.storage import price_item
+from tests.csvdata import by_date
+from tests.integration.conftest import load_event
+
+
+def call(aws, event) -> tuple[int, dict | str]:
+    resp = aws.invoke("PredictFunction", event)
+    body = resp["body"]
+    if resp.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    try:
+        return resp["statusCode"], json.loads(body)
+    except json.JSONDecodeError:
+        return resp["statusCode"], body
+
+
+def with_body(body: str, content_type: str = "application/json") -> dict:
+    event = load_event("predict_post.json")
+    event["body"] = body
+    event["headers"]["content-type"] = content_type
+    return event
+
+
+@pytest.fixture
+def champion(aws):
+    aws.invoke("RetrainFunction", aws.upload("incoming/seed.csv", by_date(before="20150101", step=2)))
+    return registry.read_champion(aws.s3, aws.bucket)[0]["version"]
+
+
+def test_predict_names_the_model_version(aws, champion):
+    status, body = call(aws, load_event("predict_post.json"))
+    assert status == 200 and body["model_version"] == champion
+    assert 100_000 < body["predictions"][0]["price"] < 500_000
+
+
+def test_predict_many(aws, champion):
+    house = json.loads(load_event("predict_post.json")["body"])["houses"][0]
+    houses = [dict(house, sqft_living=s, sqft_above=s) for s in (900, 1500, 3000)]
+    status, body = call(aws, with_body(json.dumps({"houses": houses})))
+    prices = [p["price"] for p in body["predictions"]]
+    assert status == 200 and len(prices) == 3 and prices[0] < prices[2]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ('{"houses": [{"bedrooms": 3}]}', "bathrooms"),
+        ("not json", "json"),
+        ("", "body"),
+        ('{"houses": []}', "houses"),
+    ],
+)
+def test_bad_requests_are_422_naming_the_problem(aws, champion, body, needle):
+    status, resp = call(aws, with_body(body))
+    assert status == 422 and needle in resp["message"].lower()
+
+
+def test_out_of_range_field_is_named(aws, champion):
+    body = json.loads(load_event("predict_post.json")["body"])
+    body["houses"][0]["zipcode"] = 10001
+    status, resp = call(aws, with_body(json.dumps(body)))
+    assert status == 422 and resp["detail"][0]["loc"][-1] == "zipcode"
+
+
+def test_batch_cap_is_enforced(aws, champion):
+    body = json.loads(load_event("predict_post.json")["body"])
+    status, resp = call(aws, with_body(json.dumps({"houses": body["houses"] * (MAX_BATCH + 1)})))
+    assert status == 422 and "houses" in resp["message"]
+
+
+def test_no_model_is_503_not_500(aws):
+    status, body = call(aws, load_event("predict_post.json"))
+    assert status == 503 and "incoming/" in body["message"]
+    status, body = call(aws, load_event("predict_health.json"))
+    assert status == 200 and body["model_version"] is None
+
+
+def test_house_lookup(aws, champion):
+    status, body = call(aws, load_event("predict_house_price.json"))
+    assert status == 404 and "POST /predict" in body["message"]
+    aws.ddb.put_item(TableName=aws.table, Item=price_item("7129300520", 250000.5, champion, 1, 2))
+    status, body = call(aws, load_event("predict_house_price.json"))
+    assert status == 200 and body == {
+        "house_id": "7129300520", "price": 250000.5, "model_version": champion, "computed_at": 1,
+    }  # fmt: skip
+
+
+def test_bad_house_id_is_422(aws, champion):
+    event = load_event("predict_house_price.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/houses/abc/price"
+    event["pathParameters"] = {"house_id": "abc"}
+    status, body = call(aws, event)
+    assert status == 422 and "house_id" in body["message"]
+
+
+def test_model_and_health_and_openapi(aws, champion):
+    status, body = call(aws, load_event("predict_model.json"))
+    assert status == 200 and body["champion"]["version"] == champion
+    assert body["metadata"]["lineage"]["source_key"] == "incoming/seed.csv"
+    status, body = call(aws, load_event("predict_health.json"))
+    assert body == {"status": "ok", "model_version": champion}
+    status, spec = call(aws, load_event("predict_openapi.json"))
+    assert status == 200 and {"/predict", "/houses/{house_id}/price", "/model", "/health"} <= set(spec["paths"])
+
+
+def test_unknown_route_is_404(aws, champion):
+    event = load_event("predict_health.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/nope"
+    assert call(aws, event)[0] == 404

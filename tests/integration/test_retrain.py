@@ -1,0 +1,100 @@
+"""RetrainFunction against the local S3: validate, train, gate, promote, record lineage, report."""
+
+import json
+
+import pytest
+
+from kcprice import registry
+from tests.csvdata import by_date, stride
+from tests.integration.conftest import load_event
+
+SEED = by_date(before="20150101", step=2)  # ~7,000 sales of 2014
+NEWER = by_date(since="20150101")  # ~7,000 sales of 2015
+
+
+def get_json(aws, key):
+    return json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read())
+
+
+def retrain(aws, key, body):
+    return aws.invoke("RetrainFunction", aws.upload(key, body))["outcomes"][0]
+
+
+@pytest.fixture
+def seeded(aws):
+    out = retrain(aws, "incoming/seed.csv", SEED)
+    assert out["status"] == "promoted", out
+    return out
+
+
+def test_the_shared_event_drives_the_handler(aws):
+    event = load_event("retrain_upload.json")
+    key = event["Records"][0]["s3"]["object"]["key"]
+    etag = aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=SEED)["ETag"]
+    event["Records"][0]["s3"]["object"]["eTag"] = etag.strip('"')
+    (out,) = aws.invoke("RetrainFunction", event)["outcomes"]
+    assert out["status"] == "promoted" and out["key"] == key
+
+
+def test_first_upload_is_promoted_with_lineage(aws, seeded):
+    pointer, _ = registry.read_champion(aws.s3, aws.bucket)
+    assert pointer["version"] == seeded["version"]
+    meta = get_json(aws, f"models/{pointer['version']}/model.json")
+    lineage = meta["lineage"]
+    assert lineage["parent_version"] is None and lineage["source_key"] == "incoming/seed.csv"
+    assert lineage["dataset_rows"] == SEED.count(b"\n") - 1
+    dataset = aws.s3.get_object(Bucket=aws.bucket, Key=lineage["dataset_key"])["Body"].read()
+    import hashlib
+
+    assert hashlib.sha256(dataset).hexdigest() == lineage["dataset_sha256"] == meta["data_sha256"]
+    assert meta["holdout"]["first_model"] is True and meta["holdout"]["challenger"]["mape"] < 20
+    report = get_json(aws, "reports/incoming/seed.csv.json")
+    assert report["decision"] == "promoted" and report["validation"]["ok"]
+    page = aws.s3.get_object(Bucket=aws.bucket, Key=f"models/{pointer['version']}/card.html")["Body"].read()
+    assert page.startswith(b"<!doctype html>") and pointer["version"].encode() in page
+
+
+def test_bad_upload_is_rejected_and_champion_untouched(aws, seeded):
+    _, etag = registry.read_champion(aws.s3, aws.bucket)
+    bad = SEED.replace(b",98178,", b",12345,", 3)
+    out = retrain(aws, "incoming/bad.csv", bad)
+    assert out["status"] == "rejected"
+    report = get_json(aws, "rejected/incoming/bad.csv.json")
+    assert report["validation"]["problems"][0]["column"] == "zipcode"
+    assert registry.read_champion(aws.s3, aws.bucket)[1] == etag
+
+
+def test_newer_sales_are_merged_and_judged_on_the_champions_holdout(aws, seeded):
+    out = retrain(aws, "incoming/2015.csv", NEWER)
+    report = get_json(aws, "reports/incoming/2015.csv.json")
+    gate = report["gate"]
+    assert report["champion_version"] == seeded["version"]
+    assert gate["challenger"]["n"] == gate["champion"]["n"]  # the same reference holdout for both
+    assert report["lineage"]["dataset_rows"] == SEED.count(b"\n") + NEWER.count(b"\n") - 2
+    # 2015 sales differ from 2014 ones in sale date above all: drift is measured and recorded.
+    assert report["drift"]["drifted"][0] == "day" and report["drift"]["psi"]["day"] > 1
+    better = gate["challenger"]["mape"] < gate["champion"]["mape"]
+    assert out["status"] == ("promoted" if better else "refused")
+    pointer, _ = registry.read_champion(aws.s3, aws.bucket)
+    assert pointer["version"] == (out["version"] if better else seeded["version"])
+
+
+def test_the_same_data_again_is_not_better(aws, seeded):
+    _, etag = registry.read_champion(aws.s3, aws.bucket)
+    out = retrain(aws, "incoming/again.csv", SEED)
+    assert out["status"] == "refused"
+    assert registry.read_champion(aws.s3, aws.bucket)[1] == etag
+
+
+def test_a_duplicate_delivery_trains_once(aws):
+    event = aws.upload("incoming/once.csv", stride(3))
+    first = aws.invoke("RetrainFunction", event)["outcomes"][0]
+    second = aws.invoke("RetrainFunction", event)["outcomes"][0]
+    assert first["status"] == "promoted" and second["status"] == "duplicate"
+
+
+def test_too_few_training_rows_is_rejected(aws):
+    out = retrain(aws, "incoming/tiny.csv", stride(200))
+    assert out["status"] == "rejected"
+    assert "training rows" in get_json(aws, "rejected/incoming/tiny.csv.json")["reason"]
+    assert registry.read_champion(aws.s3, aws.bucket) == (None, None)

@@ -1,0 +1,163 @@
+"""Lambda event shapes (as `sam local generate-event` makes them), built from plain arguments.
+
+Used to write events/*.json, by the local HTTP bridge (each request becomes an HTTP API v2 event) and by the
+local S3 notification poller, so tests, `sam local invoke` and the local stack all feed handlers the same shapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+import uuid
+from pathlib import Path
+
+LOCAL_ACCOUNT = "123456789012"
+LOCAL_REGION = "us-east-1"
+LOCAL_STACK = "kc-price"
+LOCAL_BUCKET = f"{LOCAL_STACK}-data-{LOCAL_ACCOUNT}"
+
+
+def http_event(
+    method: str,
+    path: str,
+    route_key: str,
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+    query: str = "",
+    path_parameters: dict[str, str] | None = None,
+) -> dict:
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    raw = body.encode() if isinstance(body, str) else body
+    is_text = raw is None or _is_text(raw)
+    now = dt.datetime.now(dt.UTC)
+    event = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": LOCAL_ACCOUNT,
+            "apiId": "local",
+            "domainName": headers.get("host", "localhost"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": not is_text,
+    }
+    if query:
+        from urllib.parse import parse_qsl
+
+        event["queryStringParameters"] = dict(parse_qsl(query, keep_blank_values=True))
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if raw is not None:
+        event["body"] = raw.decode() if is_text else base64.b64encode(raw).decode()
+    return event
+
+
+def _is_text(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def s3_event(bucket: str, key: str, etag: str, size: int, event_name: str = "ObjectCreated:Put") -> dict:
+    from urllib.parse import quote_plus
+
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": LOCAL_REGION,
+                "eventTime": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "eventName": event_name,
+                "userIdentity": {"principalId": "EXAMPLE"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16], "x-amz-id-2": "EXAMPLE"},
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "local",
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "EXAMPLE"},
+                        "arn": f"arn:aws:s3:::{bucket}",
+                    },
+                    "object": {
+                        "key": quote_plus(key, safe="/"),
+                        "size": size,
+                        "eTag": etag.strip('"'),
+                        "sequencer": f"{time.time_ns():X}",
+                    },
+                },
+            }
+        ]
+    }
+
+
+def schedule_event() -> dict:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": LOCAL_ACCOUNT,
+        "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": LOCAL_REGION,
+        "resources": [f"arn:aws:events:{LOCAL_REGION}:{LOCAL_ACCOUNT}:rule/kc-price-Nightly"],
+        "detail": {},
+    }
+
+
+EXAMPLE_HOUSE = {
+    "bedrooms": 3, "bathrooms": 1.0, "sqft_living": 1180, "sqft_lot": 5650, "floors": 1.0, "waterfront": 0,
+    "view": 0, "condition": 3, "grade": 7, "sqft_above": 1180, "sqft_basement": 0, "yr_built": 1955,
+    "yr_renovated": 0, "zipcode": 98178, "lat": 47.5112, "long": -122.257, "sqft_living15": 1340,
+    "sqft_lot15": 5650, "date": "2014-10-13",
+}  # fmt: skip
+
+
+def write_all(folder: Path) -> list[Path]:
+    """events/*.json: one per function and route, pointing at the local stack's bucket."""
+    j = {"content-type": "application/json"}
+    events = {
+        "predict_post.json": http_event("POST", "/predict", "POST /predict",
+                                        json.dumps({"houses": [EXAMPLE_HOUSE]}), j),
+        "predict_house_price.json": http_event("GET", "/houses/7129300520/price", "GET /houses/{house_id}/price",
+                                               path_parameters={"house_id": "7129300520"}),
+        "predict_model.json": http_event("GET", "/model", "GET /model"),
+        "predict_health.json": http_event("GET", "/health", "GET /health"),
+        "predict_openapi.json": http_event("GET", "/openapi.json", "GET /openapi.json"),
+        "precompute_champion_changed.json": s3_event(LOCAL_BUCKET, "models/champion.json", "0" * 32, 512),
+        "precompute_schedule.json": schedule_event(),
+        "precompute_on_demand.json": {"inventory_key": "inventory/houses.csv"},
+        "retrain_upload.json": s3_event(LOCAL_BUCKET, "incoming/sales-2015-03.csv", "0" * 32, 1_000_000),
+    }  # fmt: skip
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for name, event in events.items():
+        path = folder / name
+        path.write_text(json.dumps(event, indent=2) + "\n")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in write_all(Path(__file__).resolve().parents[2] / "events"):
+        print(p)

@@ -1,0 +1,77 @@
+"""Run each built function from .aws-sam/build with only its own layers on the path (plus boto3, which the
+Lambda runtime provides), in an isolated python3.12: proves the layers hold everything each function imports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+
+RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six.py", "jmespath"]
+
+PREDICT = """
+import sys, numpy as np
+import app  # the built PredictFunction's handler module
+from kcprice.dataset import read_sales
+from kcprice.predictor import Predictor
+assert not [m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy', 'matplotlib')]
+print('predict ok')
+"""
+RETRAIN = """
+import sys, matplotlib
+import app  # the built RetrainFunction's handler module
+from kcprice.dataset import read_sales
+from kcprice.training import train
+from kcprice import card
+data = open(sys.argv[1], 'rb').read().splitlines()
+sales, report = read_sales(b'\\n'.join(data[:1] + data[1::8]) + b'\\n')
+result = train(sales, evaluate_splits=False)
+files = card.render(result, sales.take(list(range(200))))
+assert files['card.html'].startswith(b'<!doctype html>') and files['residuals.png'][:4] == b'\\x89PNG', list(files)
+print('retrain ok:', len(result.artifact), 'bytes,', len(files), 'card files')
+"""
+
+
+def runtime_dir() -> Path:
+    """A folder holding what the Lambda python3.12 runtime ships besides the standard library: boto3."""
+    site = Path(boto3.__file__).resolve().parents[1]
+    tmp = Path(tempfile.mkdtemp(prefix="lambda-runtime-"))
+    for name in RUNTIME_PACKAGES:
+        (tmp / name).symlink_to(site / name)
+    return tmp
+
+
+def run(build: Path, function: str, layers: list[str], code: str, *args: str) -> None:
+    python = shutil.which("python3.12") or sys.executable
+    path = ":".join(
+        [str(build / function)] + [str(build / layer / "python") for layer in layers] + [str(runtime_dir())]
+    )
+    # No .pyc files: they would land in the build folder and count against the size budget.
+    env = {
+        "PYTHONPATH": path,
+        "MPLCONFIGDIR": tempfile.mkdtemp(),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    # -S: no site-packages, so nothing outside the built bundle can be imported by accident.
+    out = subprocess.run([python, "-S", "-c", code, *args], env=env, capture_output=True, text=True, cwd=build)
+    if out.returncode:
+        raise SystemExit(f"{function}: built bundle failed\n{out.stderr[-3000:]}")
+    print(out.stdout.strip())
+
+
+def main(argv: list[str]) -> int:
+    build = Path(argv[0] if argv else ".aws-sam/build").resolve()
+    data = Path(__file__).resolve().parents[2] / "data" / "kc_house_data.csv"
+    run(build, "PredictFunction", ["ModelLayer"], PREDICT)
+    run(build, "PrecomputeFunction", ["ModelLayer"], PREDICT.replace("predict ok", "precompute ok"))
+    run(build, "RetrainFunction", ["ModelLayer", "TrainLayer"], RETRAIN, str(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
