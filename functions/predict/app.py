@@ -9,7 +9,10 @@ from typing import Annotated
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -95,6 +98,11 @@ def _invalid(e: RequestValidationError) -> Response:
     detail = [{"loc": list(err["loc"]), "type": err["type"], "msg": err.get("msg", "")} for err in e.errors()]
     return _error(422, "invalid request: " + "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail),
                   detail=detail)  # fmt: skip
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported(e: RequestUnsupportedContentType) -> Response:
+    return _error(415, "unsupported content-type: send the body as application/json")
 
 
 @app.exception_handler(NotFoundError)

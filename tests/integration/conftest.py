@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,13 +29,6 @@ def moto_endpoint():
     server.stop()
 
 
-def clear_handler_caches() -> None:
-    """Handlers cache their clients and model per execution environment; each test is a fresh environment."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith("functions.") and hasattr(module, "runtime"):
-            module.runtime.cache_clear()
-
-
 @pytest.fixture
 def aws(moto_endpoint):
     saved = dict(os.environ)
@@ -44,7 +36,7 @@ def aws(moto_endpoint):
     spec = template.load()
     local.configure_environment(moto_endpoint, spec)
     queues = local.provision(spec)
-    clear_handler_caches()
+    local.cold_start()
     s3 = boto3.client("s3")
 
     def upload(key: str, body: bytes) -> dict:
@@ -62,6 +54,6 @@ def aws(moto_endpoint):
         invoke=lambda fn, event: local.invoke(spec, fn, event),
         endpoint=moto_endpoint,
     )
-    clear_handler_caches()
+    local.cold_start()
     os.environ.clear()
     os.environ.update(saved)

@@ -2,10 +2,10 @@
 
 import pytest
 
+from kclocal.data import by_date, inventory
 from kcprice import registry
 from kcprice.errors import NoModelError
 from kcprice.storage import get_price
-from tests.csvdata import by_date, inventory
 from tests.integration.conftest import load_event
 
 INVENTORY = inventory(step=4)

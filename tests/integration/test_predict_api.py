@@ -5,10 +5,10 @@ import json
 
 import pytest
 
+from kclocal.data import by_date
 from kcprice import registry
 from kcprice.schema import MAX_BATCH
 from kcprice.storage import price_item
-from tests.csvdata import by_date
 from tests.integration.conftest import load_event
 
 

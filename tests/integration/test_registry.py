@@ -2,10 +2,10 @@
 
 import pytest
 
+from kclocal.data import stride
 from kcprice import registry
 from kcprice.errors import ChampionChangedError
 from kcprice.training import train
-from tests.csvdata import stride
 
 
 @pytest.fixture(scope="module")

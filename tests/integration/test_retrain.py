@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from kclocal.data import by_date, stride
 from kcprice import registry
-from tests.csvdata import by_date, stride
 from tests.integration.conftest import load_event
 
 SEED = by_date(before="20150101", step=2)  # ~7,000 sales of 2014

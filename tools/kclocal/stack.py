@@ -7,9 +7,11 @@ so an upload reaches the real handler as a real S3 event. Nothing here runs in A
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -76,9 +78,35 @@ def provision(spec: template.Stack) -> dict[str, str]:
     return queues
 
 
+def complete_s3_event(event: dict) -> dict:
+    """moto's S3 notifications omit fields that real S3 always sends (and Powertools' S3Model requires);
+    fill in only those, keeping every value moto did send."""
+    for record in event["Records"]:
+        record.setdefault("userIdentity", {"principalId": "local"})
+        record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
+        record.setdefault("responseElements", {"x-amz-request-id": "local", "x-amz-id-2": "local"})
+        record["s3"]["bucket"].setdefault("ownerIdentity", {"principalId": "local"})
+    return event
+
+
+def cold_start() -> None:
+    """Forget every handler's cached settings, clients and model, as new execution environments would."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("functions.") and hasattr(module, "runtime"):
+            module.runtime.cache_clear()
+
+
 def handler_of(spec: template.Stack, function: str) -> Callable[[dict, Any], Any]:
+    """Load the handler from the function's CodeUri, as Lambda does, whatever the current directory is."""
     fn = spec.functions[function]
-    return getattr(importlib.import_module(fn.module), fn.handler)
+    module = sys.modules.get(fn.module)
+    if module is None:
+        path = template.ROOT / fn.module.replace(".", "/")
+        spec_ = importlib.util.spec_from_file_location(fn.module, path.with_suffix(".py"))
+        module = importlib.util.module_from_spec(spec_)
+        sys.modules[fn.module] = module
+        spec_.loader.exec_module(module)
+    return getattr(module, fn.handler)
 
 
 def lambda_context(function: str) -> SimpleNamespace:
@@ -144,6 +172,7 @@ class Poller:
         for m in msgs:
             event = json.loads(m["Body"])
             if "Records" in event:  # skip s3:TestEvent
+                event = complete_s3_event(event)
                 self.busy[function] = True
                 try:
                     self.on_result(function, event, self._invoke_with_retries(function, event))
@@ -163,3 +192,72 @@ class Poller:
                     return {"error": str(e)}
                 time.sleep(0.5 * attempt)
         return None
+
+
+class LocalStack:
+    """The whole system on 127.0.0.1: moto (S3, DynamoDB, SQS), pollers delivering S3 events to the retrain and
+    precompute handlers, and the HTTP bridge in front of the predict handler."""
+
+    def __init__(self, aws_port: int = 0, api_port: int = 0, parameters: dict[str, str] | None = None,
+                 say: Callable[[str], None] = print):  # fmt: skip
+        self.aws_port, self.api_port, self.say = aws_port, api_port, say
+        self.parameters = parameters or {}
+        self.events: list[tuple[str, Any]] = []
+        self._done = threading.Condition()
+
+    def start(self) -> LocalStack:
+        from kclocal.bridge import Bridge
+
+        self.spec = template.load(parameters=self.parameters)
+        self.server, self.endpoint = start_moto(self.aws_port)
+        configure_environment(self.endpoint, self.spec)
+        cold_start()
+        self.queues = provision(self.spec)
+        self.poller = Poller(self.spec, self.queues, on_result=self._on_result)
+        self.poller.start()
+        self.bridge = Bridge(self.spec.routes(), lambda fn, ev: invoke(self.spec, fn, ev), self.api_port).start()
+        self.s3 = boto3.client("s3")
+        self.say(f"local AWS endpoint  {self.endpoint}  (bucket {self.spec.bucket}, table {self.spec.table})")
+        self.say(f"HTTP API            {self.bridge.url}  (Swagger UI: {self.bridge.url}/swagger)")
+        return self
+
+    def stop(self) -> None:
+        self.poller.stop()
+        self.bridge.stop()
+        self.server.stop()
+
+    def _on_result(self, function: str, event: dict, result: Any) -> None:
+        key = event["Records"][0]["s3"]["object"]["key"]
+        self.say(f"[{function}] {key} -> {json.dumps(result, default=str)[:300]}")
+        with self._done:
+            self.events.append((function, result))
+            self._done.notify_all()
+
+    def wait_for(self, function: str, count: int, timeout: float = 300) -> list[Any]:
+        """Block until `function` has handled `count` events in total; returns their results."""
+        with self._done:
+            ok = self._done.wait_for(lambda: sum(f == function for f, _ in self.events) >= count, timeout)
+        if not ok:
+            raise TimeoutError(f"{function} handled fewer than {count} events in {timeout}s")
+        return [r for f, r in self.events if f == function]
+
+    def upload(self, key: str, body: bytes) -> None:
+        self.s3.put_object(Bucket=self.spec.bucket, Key=key, Body=body)
+
+    def seed(self) -> None:
+        """First start: inventory + the sales before SEED_BEFORE -> the first model -> precomputed prices."""
+        from kclocal import data
+        from kcprice import registry
+
+        if registry.read_champion(self.s3, self.spec.bucket)[0] is not None:
+            return
+        self.say("empty registry: seeding the inventory and the first sales file")
+        self.upload("inventory/houses.csv", data.inventory())
+        self.upload(f"incoming/sales-before-{data.SEED_BEFORE}.csv", data.by_date(before=data.SEED_BEFORE))
+        self.say("training the first model (retrain handler) ...")
+        (retrain,) = self.wait_for("RetrainFunction", 1)
+        if "outcomes" not in retrain or retrain["outcomes"][0]["status"] != "promoted":
+            raise RuntimeError(f"seeding failed: {retrain}")
+        self.say(f"promoted {retrain['outcomes'][0]['version']}; precomputing the inventory ...")
+        (pre,) = self.wait_for("PrecomputeFunction", 1)
+        self.say(f"precomputed {pre.get('items')} prices with {pre.get('model_version')}")

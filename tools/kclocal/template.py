@@ -67,7 +67,8 @@ class Stack:
         return [(m, p, f.name) for f in self.functions.values() for m, p in f.routes]
 
 
-def load(path: Path = TEMPLATE, stack_name: str = LOCAL_STACK) -> Stack:
+def load(path: Path = TEMPLATE, stack_name: str = LOCAL_STACK, parameters: dict[str, str] | None = None) -> Stack:
+    """parameters: overrides of the template's Parameters, as `sam deploy --parameter-overrides` gives them."""
     doc = yaml.load(path.read_text(), Loader=_CfnLoader)
     resources = doc["Resources"]
     table_name = f"{stack_name}-PredictionsTable"
@@ -78,6 +79,7 @@ def load(path: Path = TEMPLATE, stack_name: str = LOCAL_STACK) -> Stack:
         "AWS::URLSuffix": "amazonaws.com",
         "PredictionsTable": table_name,
         **{k: str(v.get("Default", "")) for k, v in doc.get("Parameters", {}).items()},
+        **(parameters or {}),
     }
 
     def resolve(v: Any) -> Any:

@@ -1,11 +1,13 @@
-"""Slices of the shipped data set as CSV bytes, for uploads in tests. Rows in the file are ordered by price,
-so slices are taken by stride or by date, never by position."""
+"""Slices of the shipped data set as CSV bytes: the local stack's seed, the demo's newer sales, the inventory,
+and uploads in tests. Rows in the file are ordered by price, so slices go by stride or by date, never position."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "kc_house_data.csv"
+DATA = Path(__file__).resolve().parents[2] / "data" / "kc_house_data.csv"
+# The local story: the model is first trained on sales before this date, then newer sales arrive.
+SEED_BEFORE = "20150201"
 
 
 def lines() -> tuple[str, list[str]]:

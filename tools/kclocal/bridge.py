@@ -1,0 +1,103 @@
+"""HTTP on localhost -> HTTP API v2 events -> the real PredictFunction handler, for the routes the template
+declares. Like API Gateway: unknown routes are 404 {"message": "Not Found"}, bodies over 10 MB are 413."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from kclocal.events import http_event
+
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+def compile_routes(routes: list[tuple[str, str, str]]) -> list[tuple[str, re.Pattern, str, str]]:
+    """(METHOD, /houses/{house_id}/price, function) -> (METHOD, regex, route key, function)."""
+    out = []
+    for method, path, function in routes:
+        pattern = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", path)
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+        out.append((method, re.compile(f"^{pattern}$"), f"{method} {path}", function))
+    return out
+
+
+class Bridge:
+    def __init__(self, routes: list[tuple[str, str, str]], invoke: Callable[[str, dict], Any], port: int = 0):
+        self.routes = compile_routes(routes)
+        self._invoke = invoke
+        # One execution environment per function: Powertools' resolver keeps per-request state on the app.
+        self._locks: dict[str, threading.Lock] = {f: threading.Lock() for _, _, _, f in self.routes}
+        bridge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet: the handlers log every request already
+                pass
+
+            def _handle(self):
+                bridge.handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="bridge", daemon=True)
+
+    def start(self) -> Bridge:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        path, _, query = req.path.partition("?")
+        length = int(req.headers.get("content-length") or 0)
+        if length > MAX_BODY:
+            return self._send(req, 413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}')
+        body = req.rfile.read(length) if length else None
+        for method, pattern, route_key, function in self.routes:
+            m = pattern.match(path)
+            if m and method == req.command:
+                event = http_event(req.command, path, route_key, body, dict(req.headers.items()), query,
+                                   m.groupdict() or None)  # fmt: skip
+                with self._locks[function]:
+                    resp = self._invoke(function, event)
+                return self._respond(req, resp)
+        return self._send(req, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+
+    def _respond(self, req: BaseHTTPRequestHandler, resp: dict) -> None:
+        body = resp.get("body") or ""
+        raw = base64.b64decode(body) if resp.get("isBase64Encoded") else body.encode()
+        headers = {k.lower(): v for k, v in (resp.get("headers") or {}).items()}
+        for k, values in (resp.get("multiValueHeaders") or {}).items():
+            headers[k.lower()] = ", ".join(values)
+        self._send(req, int(resp.get("statusCode", 200)), headers, raw, resp.get("cookies") or [])
+
+    @staticmethod
+    def _send(req, status: int, headers: dict, body: bytes, cookies: list[str] = ()) -> None:
+        req.send_response(status)
+        headers = {**headers, "content-length": str(len(body))}
+        for k, v in headers.items():
+            if k not in ("transfer-encoding", "connection"):
+                req.send_header(k, v)
+        for c in cookies:
+            req.send_header("set-cookie", c)
+        req.end_headers()
+        if req.command != "HEAD":
+            req.wfile.write(body)
+
+
+def pretty(resp_body: bytes) -> str:
+    try:
+        return json.dumps(json.loads(resp_body), indent=2)
+    except ValueError:
+        return resp_body.decode(errors="replace")

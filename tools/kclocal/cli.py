@@ -1,0 +1,83 @@
+"""`kcprice-local`: the whole kc-price system on this machine (no AWS account, no Docker)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from kclocal.events import EXAMPLE_HOUSE, LOCAL_BUCKET
+
+DEFAULT_AWS_PORT = 4566
+DEFAULT_API_PORT = 3000
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import json
+
+    from kclocal.stack import LocalStack
+
+    stack = LocalStack(args.aws_port, args.api_port, {"ModelTtlSeconds": str(args.model_ttl)})
+    try:
+        stack.start()
+    except OSError as e:
+        print(f"cannot start: {e} (is another local stack running? use --aws-port / --api-port)", file=sys.stderr)
+        return 1
+    try:
+        if not args.no_seed:
+            stack.seed()
+        api = stack.bridge.url
+        print(
+            f"""
+ready. Try:
+  curl -s {api}/health
+  curl -s {api}/predict -H 'content-type: application/json' -d '{json.dumps({"houses": [EXAMPLE_HOUSE]})}'
+  curl -s {api}/houses/7129300520/price
+  curl -s {api}/model | head -c 600
+  aws s3 cp new_sales.csv s3://{stack.spec.bucket}/incoming/ --endpoint-url {stack.endpoint}
+  make demo      # the scripted story, in another terminal
+Ctrl-C stops everything.""",
+            flush=True,
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        stack.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kclocal.demo import run_story
+    from kclocal.stack import FAKE_CREDENTIALS
+
+    for k, v in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(k, v)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    run_story(args.api, args.endpoint, args.bucket, args.table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kcprice-local", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start the local stack (seeds itself on first start) and wait")
+    up.add_argument("--aws-port", type=int, default=DEFAULT_AWS_PORT)
+    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT)
+    up.add_argument("--model-ttl", type=float, default=5, help="ModelTtlSeconds override (template default 60)")
+    up.add_argument("--no-seed", action="store_true")
+    up.set_defaults(func=cmd_up)
+    demo = sub.add_parser("demo", help="run the end-to-end story against a running stack")
+    demo.add_argument("--api", default=f"http://127.0.0.1:{DEFAULT_API_PORT}")
+    demo.add_argument("--endpoint", default=f"http://127.0.0.1:{DEFAULT_AWS_PORT}")
+    demo.add_argument("--bucket", default=LOCAL_BUCKET)
+    demo.add_argument("--table", default="kc-price-PredictionsTable")
+    demo.set_defaults(func=cmd_demo)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
