@@ -105,6 +105,12 @@ def _unsupported(e: RequestUnsupportedContentType) -> Response:
     return _error(415, "unsupported content-type: send the body as application/json")
 
 
+@app.exception_handler(UnicodeDecodeError)
+def _not_text(e: UnicodeDecodeError) -> Response:
+    # API Gateway base64-encodes binary bodies; Powertools fails decoding them as text.
+    return _error(400, f"body: not UTF-8 text (byte {e.start}); send the houses as application/json")
+
+
 @app.exception_handler(NotFoundError)
 def _not_found(e: NotFoundError) -> Response:
     return _error(404, str(e))

@@ -1,25 +1,11 @@
 """The whole local stack (moto + S3 event pollers + HTTP bridge + real handlers), driven like a user would."""
 
-import os
-
 import pytest
 import requests
 
 from kclocal.demo import HOUSE_ID, run_story
-from kclocal.stack import LocalStack
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def stack():
-    saved = dict(os.environ)
-    s = LocalStack(0, 0, {"ModelTtlSeconds": "1"}, say=lambda _: None).start()
-    s.seed()
-    yield s
-    s.stop()
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_first_start_seeds_a_model_and_precomputes_the_inventory(stack):

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +31,8 @@ class Bridge:
     def __init__(self, routes: list[tuple[str, str, str]], invoke: Callable[[str, dict], Any], port: int = 0):
         self.routes = compile_routes(routes)
         self._invoke = invoke
+        self.statuses: Counter[int] = Counter()  # every response by status code, for fuzzing and load reports
+        self._stats_lock = threading.Lock()
         # One execution environment per function: Powertools' resolver keeps per-request state on the app.
         self._locks: dict[str, threading.Lock] = {f: threading.Lock() for _, _, _, f in self.routes}
         bridge = self
@@ -82,8 +85,9 @@ class Bridge:
             headers[k.lower()] = ", ".join(values)
         self._send(req, int(resp.get("statusCode", 200)), headers, raw, resp.get("cookies") or [])
 
-    @staticmethod
-    def _send(req, status: int, headers: dict, body: bytes, cookies: list[str] = ()) -> None:
+    def _send(self, req, status: int, headers: dict, body: bytes, cookies: list[str] = ()) -> None:
+        with self._stats_lock:
+            self.statuses[status] += 1
         req.send_response(status)
         headers = {**headers, "content-length": str(len(body))}
         for k, v in headers.items():

@@ -1,0 +1,17 @@
+import os
+
+import pytest
+
+from kclocal.stack import LocalStack
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The whole local stack on ephemeral loopback ports, seeded (first model + precomputed inventory)."""
+    saved = dict(os.environ)
+    s = LocalStack(0, 0, {"ModelTtlSeconds": "1"}, say=lambda _: None).start()
+    s.seed()
+    yield s
+    s.stop()
+    os.environ.clear()
+    os.environ.update(saved)
