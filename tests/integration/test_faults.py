@@ -1,0 +1,213 @@
+"""Faults injected at the boto3 layer (botocore event hooks on the clients the domain functions are given):
+throttling and UnprocessedItems, S3 failures mid-retrain, racing uploads, duplicate deliveries."""
+
+import contextlib
+import json
+import random
+import threading
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+
+from kclocal.data import by_date, inventory
+from kcprice import pipeline, registry
+from kcprice.config import RetrainSettings
+from kcprice.errors import ChampionChangedError
+from kcprice.storage import UnprocessedItemsError, batch_put, price_item
+
+SEED = by_date(before="20150101", step=2)
+INVENTORY = inventory(step=10)  # ~2,100 houses: the pipeline run below really sleeps between retries
+N_HOUSES = INVENTORY.count(b"\n") - 1
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+def flaky_dynamodb(unprocessed: float, throttle: float, seed: int = 0):
+    """A DynamoDB client on which a share of BatchWriteItem calls is throttled (HTTP 400, retried by botocore)
+    and a share of the items of the others comes back as UnprocessedItems, really unwritten."""
+    client = boto3.client("dynamodb")
+    rng = random.Random(seed)
+    held: dict[str, list] = {}
+    counts = {"throttled_calls": 0, "unprocessed_items": 0}
+
+    def drop_items(params, **_):
+        (table, requests_) = next(iter(params["RequestItems"].items()))
+        keep, drop = [], []
+        for r in requests_:
+            (drop if rng.random() < unprocessed else keep).append(r)
+        if not keep:  # DynamoDB rejects an empty batch; hold back all but one
+            keep, drop = drop[:1], drop[1:]
+        params["RequestItems"][table] = keep
+        held["table"], held["items"] = table, drop
+        counts["unprocessed_items"] += len(drop)
+
+    def throttle_send(request, **_):
+        if rng.random() < throttle:
+            counts["throttled_calls"] += 1
+            body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",' \
+                   b'"message":"injected throttle"}'  # fmt: skip
+            return AWSResponse(request.url, 400, {"x-amzn-ErrorType": "ProvisionedThroughputExceededException"},
+                               _Raw(body))  # fmt: skip
+        return None
+
+    def add_unprocessed(parsed, **_):
+        if held.get("items"):
+            parsed.setdefault("UnprocessedItems", {})[held["table"]] = held.pop("items")
+
+    client.meta.events.register("provide-client-params.dynamodb.BatchWriteItem", drop_items)
+    client.meta.events.register("before-send.dynamodb.BatchWriteItem", throttle_send)
+    client.meta.events.register("after-call.dynamodb.BatchWriteItem", add_unprocessed)
+    return client, counts
+
+
+def count_items(aws) -> int:
+    return sum(p["Count"] for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table, Select="COUNT"))
+
+
+@pytest.fixture
+def champion(aws):
+    aws.invoke("RetrainFunction", aws.upload("incoming/seed.csv", SEED))
+    aws.s3.put_object(Bucket=aws.bucket, Key="inventory/houses.csv", Body=INVENTORY)
+    return registry.read_champion(aws.s3, aws.bucket)[0]["version"]
+
+
+def test_throttling_and_unprocessed_items_lose_nothing(aws, champion):
+    ddb, injected = flaky_dynamodb(unprocessed=0.3, throttle=0.2)
+    out = pipeline.precompute(aws.s3, ddb, aws.bucket, aws.table, "inventory/houses.csv", 30)
+    print(f"\ninjected {injected}; retried {out.stats.retried_items} items in {out.stats.retries} retries")
+    assert injected["unprocessed_items"] > 300 and injected["throttled_calls"] > 10
+    assert out.stats.written == N_HOUSES and out.stats.retried_items >= injected["unprocessed_items"]
+    assert count_items(aws) == N_HOUSES  # every item really is in the table
+    assert all(
+        i["model_version"]["S"] == champion for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table)
+        for i in p["Items"]
+    )  # fmt: skip
+
+
+def test_high_volume_with_faults_loses_nothing(aws):
+    ddb, injected = flaky_dynamodb(unprocessed=0.3, throttle=0.2, seed=1)
+    items = [price_item(str(i), 1000.0 + i, "v1", 0, 1) for i in range(10_000)]
+    stats = batch_put(ddb, aws.table, items, sleep=lambda _: None)  # backoff is not what is under test here
+    print(f"\ninjected {injected}; retried {stats.retried_items} items")
+    assert stats.written == 10_000 and injected["unprocessed_items"] > 2000 and injected["throttled_calls"] > 50
+    assert count_items(aws) == 10_000
+    probe = aws.ddb.get_item(TableName=aws.table, Key={"house_id": {"S": "4321"}})["Item"]
+    assert probe["price"]["N"] == "5321.0"
+
+
+def test_items_that_never_get_through_fail_loudly(aws):
+    ddb, _ = flaky_dynamodb(unprocessed=1.0, throttle=0.0)
+    items = [price_item(str(i), 1.0, "v", 0, 1) for i in range(30)]
+    with pytest.raises(UnprocessedItemsError, match="still unprocessed"):
+        batch_put(ddb, aws.table, items, max_attempts=3, sleep=lambda _: None)
+
+
+def failing_s3(when):
+    """An S3 client whose calls fail when `when(operation, params)` says so."""
+    client = boto3.client("s3")
+
+    def hook(params, model, **_):
+        if when(model.name, params):
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, model.name)
+
+    client.meta.events.register("provide-client-params.s3.*", hook)
+    return client
+
+
+def versions_with_metadata(aws) -> set[str]:
+    keys = [o["Key"] for p in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket, Prefix="models/")
+            for o in p.get("Contents", [])]  # fmt: skip
+    return {k.split("/")[1] for k in keys if k.endswith("/model.json")}
+
+
+@pytest.mark.parametrize(
+    ("name", "when"),
+    [
+        ("reading the champion's dataset", lambda op, p: op == "GetObject" and p["Key"].startswith("datasets/")),
+        ("writing the new version's metadata", lambda op, p: op == "PutObject" and p["Key"].endswith("model.json")),
+        ("moving the pointer", lambda op, p: op == "PutObject" and p["Key"] == registry.CHAMPION_KEY),
+    ],
+)
+def test_s3_failure_mid_retrain_leaves_no_partial_model(aws, champion, name, when):
+    _, etag = registry.read_champion(aws.s3, aws.bucket)
+    complete = versions_with_metadata(aws)
+    event = aws.upload("incoming/2015.csv", by_date(since="20150101"))
+    record = event["Records"][0]["s3"]["object"]
+    settings = RetrainSettings()
+    with pytest.raises(ClientError, match="injected"):
+        pipeline.retrain(failing_s3(when), aws.bucket, "incoming/2015.csv", record["eTag"], settings)
+    assert registry.read_champion(aws.s3, aws.bucket)[1] == etag, name  # champion untouched
+    new = versions_with_metadata(aws) - complete
+    pointer_failed = "pointer" in name
+    assert new == set() or pointer_failed, (name, new)  # no complete version appeared, except the unpromoted one
+    # the platform's retry of the same event succeeds: the failed run released its claim
+    out = pipeline.retrain(aws.s3, aws.bucket, "incoming/2015.csv", record["eTag"], settings)
+    assert out.status in ("promoted", "refused")
+
+
+def test_racing_uploads_leave_exactly_one_consistent_champion(aws, champion):
+    """Two retrains reach the pointer with the same expected ETag: one wins, the other is told and, retried as
+    Lambda would, builds on the winner."""
+    barrier = threading.Barrier(2, timeout=120)
+    uploads = {  # two disjoint sets of newer sales
+        "incoming/jan.csv": by_date(since="20150101", before="20150201"),
+        "incoming/feb.csv": by_date(since="20150201"),
+    }
+    results: dict[str, object] = {}
+
+    def racer(key: str) -> None:
+        s3 = boto3.client("s3")
+
+        def meet_at_the_pointer(params, **_):
+            if params.get("Key") == registry.CHAMPION_KEY:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait()
+
+        s3.meta.events.register("provide-client-params.s3.PutObject", meet_at_the_pointer)
+        etag = s3.head_object(Bucket=aws.bucket, Key=key)["ETag"]
+        try:
+            results[key] = pipeline.retrain(s3, aws.bucket, key, etag, RetrainSettings()).status
+        except ChampionChangedError as e:
+            results[key] = e
+
+    for key, body in uploads.items():
+        aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=body)
+    threads = [threading.Thread(target=racer, args=(k,)) for k in uploads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = list(results.values())
+    if all(s == "promoted" or isinstance(s, ChampionChangedError) for s in statuses):
+        assert sorted(map(str, statuses)).count("promoted") == 1, statuses  # exactly one won the race
+    pointer, _ = registry.read_champion(aws.s3, aws.bucket)
+    winner = pointer["version"]
+    for key, status in results.items():
+        if isinstance(status, ChampionChangedError):  # Lambda's retry
+            etag = aws.s3.head_object(Bucket=aws.bucket, Key=key)["ETag"]
+            again = pipeline.retrain(aws.s3, aws.bucket, key, etag, RetrainSettings())
+            assert again.status in ("promoted", "refused")
+            final, _ = registry.read_champion(aws.s3, aws.bucket)
+            meta = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=final["metadata_key"])["Body"].read())
+            if again.status == "promoted":
+                assert meta["lineage"]["parent_version"] == winner  # built on top of the winner
+    print(f"\nrace: {statuses}")
+
+
+def test_the_same_event_delivered_twice_at_once_trains_once(aws):
+    event = aws.upload("incoming/twice.csv", SEED)
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(aws.invoke("RetrainFunction", event))) for _ in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o["outcomes"][0]["status"] for o in outcomes) == ["duplicate", "promoted"]
