@@ -45,7 +45,10 @@ def runtime():
 @app.post("/predict", summary=f"Price 1..{MAX_BATCH} houses")
 def predict(request: PredictRequest) -> PredictResponse:
     t0 = time.perf_counter()
-    model, _ = runtime()[3].get()
+    cache = runtime()[3]
+    model, _ = cache.get()
+    if (loaded := cache.take_load_seconds()) is not None:  # this request loaded a new model
+        metrics.add_metric("ModelLoadTime", MetricUnit.Milliseconds, loaded * 1000)
     prices = model.predict_houses(request.houses)
     metrics.add_metric("HousesPriced", MetricUnit.Count, len(prices))
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
@@ -69,9 +72,12 @@ def model_info() -> dict:
     settings, s3, _, cache = runtime()
     _, pointer = cache.get()
     meta = registry.version_metadata(s3, settings.bucket, pointer["version"])
-    prefix = registry.version_prefix(pointer["version"])
-    card = {"card": f"s3://{settings.bucket}/{prefix}card.html"} if "card" in meta else {}
-    return {"champion": pointer, **card, "metadata": meta}
+    links = {}
+    if "card.html" in meta.get("files", []):  # a signed link, so the card opens in a browser
+        key = registry.version_prefix(pointer["version"]) + "card.html"
+        links["card_url"] = s3.generate_presigned_url("get_object", Params={"Bucket": settings.bucket, "Key": key},
+                                                      ExpiresIn=3600)  # fmt: skip
+    return {"champion": pointer, **links, "metadata": meta}
 
 
 @app.get("/health", summary="Liveness, and whether a model is loaded")

@@ -106,6 +106,11 @@ def test_model_and_health_and_openapi(aws, champion):
     status, body = call(aws, load_event("predict_model.json"))
     assert status == 200 and body["champion"]["version"] == champion
     assert body["metadata"]["lineage"]["source_key"] == "incoming/seed.csv"
+    assert {"card.html", "model.npz", "residuals.png"} <= set(body["metadata"]["files"])
+    import requests
+
+    card = requests.get(body["card_url"], timeout=10)  # the signed link works against the endpoint
+    assert card.status_code == 200 and card.text.startswith("<!doctype html>") and champion in card.text
     status, body = call(aws, load_event("predict_health.json"))
     assert body == {"status": "ok", "model_version": champion}
     status, spec = call(aws, load_event("predict_openapi.json"))

@@ -100,6 +100,157 @@ def model_section(results: dict) -> None:
     bs = timings(lambda: model.fitted.predict_raw(sales.raw), 5)
     results["batch_21613_s"] = {"numpy": float(np.median(bn)), "sklearn": float(np.median(bs)), "goal": 0.5}
     results["artifact_mb"] = {"npz": npz.stat().st_size / 1e6, "joblib": pkl.stat().st_size / 1e6}
+    return model, sales
+
+
+# A reference "sklearn-serving" predict handler: the same resolver, schema and features, but the model is the
+# scikit-learn estimator unpickled with joblib. Only for comparison; kc-price never serves this way.
+SKLEARN_HANDLER = """
+import io, json, boto3, joblib, numpy as np
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from kcprice.features import design_matrix
+from kcprice.schema import PredictRequest, PredictResponse, Prediction
+sk_app = APIGatewayHttpResolver(enable_validation=True)
+_s3 = boto3.client("s3")
+_model = joblib.load(io.BytesIO(_s3.get_object(Bucket={bucket!r}, Key="bench/model.joblib")["Body"].read()))
+
+@sk_app.post("/predict")
+def predict(request: PredictRequest) -> PredictResponse:
+    raw = np.array([h.raw_row({day}) for h in request.houses])
+    prices = np.exp(_model.estimator.predict(design_matrix(raw, _model.grids)))
+    return PredictResponse(model_version="sklearn", predictions=[Prediction(price=float(p)) for p in prices])
+
+def sk_handler(event, context):
+    return sk_app.resolve(event, context)
+"""
+COLD_HANDLER = """
+import time; t0 = time.perf_counter()
+import json, sys, types
+{load}
+ctx = types.SimpleNamespace(function_name="bench", memory_limit_in_mb=1024, aws_request_id="1",
+                            invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:bench")
+resp = handler(json.load(open({event!r})), ctx)
+assert resp["statusCode"] == 200, resp
+print("COLD", time.perf_counter() - t0, file=sys.stderr)
+"""
+
+
+def handler_section(results: dict, model, sales) -> None:
+    import contextlib
+    import io
+    import os
+
+    import boto3
+    import joblib
+
+    from kclocal import stack as local
+    from kclocal import template
+    from kclocal.data import inventory
+    from kcprice import pipeline, registry
+
+    spec = template.load()
+    server, endpoint = local.start_moto()
+    try:
+        local.configure_environment(endpoint, spec)
+        local.provision(spec)
+        s3 = boto3.client("s3")
+        registry.publish_version(s3, spec.bucket, model.artifact, model.meta)
+        registry.promote(s3, spec.bucket, model.meta, None, {})
+        buf = io.BytesIO()
+        joblib.dump(model.fitted, buf)
+        s3.put_object(Bucket=spec.bucket, Key="bench/model.joblib", Body=buf.getvalue())
+        sk_code = SKLEARN_HANDLER.format(bucket=spec.bucket, day=model.predictor.default_day)
+        event_path = str(ROOT / "events" / "predict_post.json")
+        # Like Lambda: the function's CodeUri and the layer's package on the path, the template's environment.
+        path = os.pathsep.join([str(ROOT / "functions" / "predict"), str(ROOT / "layers" / "model")])
+        env = {**os.environ, **spec.functions["PredictFunction"].env, "PYTHONPATH": path}
+
+        def cold(load: str) -> float:
+            code = COLD_HANDLER.format(load=load, event=event_path)
+            err = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stderr
+            line = [ln for ln in err.splitlines() if ln.startswith("COLD ")]
+            if not line:
+                raise RuntimeError(err[-2000:])
+            return float(line[0].split()[1])
+
+        ours, theirs = [], []
+        for _ in range(5):
+            ours.append(cold("from app import handler"))
+            theirs.append(cold(sk_code + "\nhandler = sk_handler"))
+        results["handler_cold_start_s"] = {"kcprice": statistics.median(ours), "sklearn": statistics.median(theirs),
+                                           "ratio": statistics.median(ours) / statistics.median(theirs)}  # fmt: skip
+
+        # Warm, in this process: the real handler vs the sklearn one, JSON event -> JSON response.
+        handler = local.handler_of(spec, "PredictFunction")
+        scope: dict = {}
+        exec(sk_code, scope)
+        event = json.loads(Path(event_path).read_text())
+        ctx = local.lambda_context("PredictFunction")
+        with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics and logs go to stdout
+            handler(event, ctx)
+            tn, ts = interleaved(lambda: handler(event, ctx), lambda: scope["sk_handler"](event, ctx), 3000)
+        results["warm_handler_us"] = {
+            "kcprice_p50": np.median(tn) * 1e6, "kcprice_p99": np.percentile(tn, 99) * 1e6,
+            "sklearn_p50": np.median(ts) * 1e6, "sklearn_p99": np.percentile(ts, 99) * 1e6,
+            "goal_p50": 150.0, "goal_p99": 500.0,
+        }  # fmt: skip
+
+        # Precompute into the local DynamoDB vs boto3's own batch_writer, same items, alternating.
+        s3.put_object(Bucket=spec.bucket, Key="inventory/houses.csv", Body=inventory())
+        ddb = boto3.client("dynamodb")
+        table = boto3.resource("dynamodb").Table(spec.table)
+        predictor = model.predictor
+        from decimal import Decimal
+
+        from kcprice.dataset import read_inventory
+
+        houses, _ = read_inventory(inventory())
+        raw = houses.raw.copy()
+        raw[:, -1] = predictor.default_day
+        prices = predictor.predict_raw(raw)
+        rows = [{"house_id": str(i), "price": Decimal(str(round(p, 2))), "model_version": "raw", "computed_at": 0,
+                 "expires_at": 1} for i, p in zip(houses.ids.tolist(), prices.tolist(), strict=True)]  # fmt: skip
+
+        def raw_writer() -> None:
+            with table.batch_writer() as w:
+                for row in rows:
+                    w.put_item(Item=row)
+
+        ours_rate, raw_rate = [], []
+        with contextlib.redirect_stdout(io.StringIO()):
+            for _ in range(2):
+                t = time.perf_counter()
+                out = pipeline.precompute(s3, ddb, spec.bucket, spec.table, "inventory/houses.csv", 30)
+                ours_rate.append(out.items / (time.perf_counter() - t))
+                t = time.perf_counter()
+                raw_writer()
+                raw_rate.append(len(rows) / (time.perf_counter() - t))
+        results["precompute_items_per_s"] = {"kcprice": statistics.median(ours_rate),
+                                             "batch_writer": statistics.median(raw_rate),
+                                             "ratio": statistics.median(ours_rate) / statistics.median(raw_rate),
+                                             "items": len(rows), "goal_ratio": 0.8}  # fmt: skip
+
+        # Retrain end to end on the full data: a fresh registry, the whole CSV uploaded to incoming/.
+        from kcprice.config import RetrainSettings
+
+        s3.delete_object(Bucket=spec.bucket, Key=registry.CHAMPION_KEY)
+        etag = s3.put_object(Bucket=spec.bucket, Key="incoming/full.csv", Body=DATA.read_bytes())["ETag"]
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = pipeline.retrain(s3, spec.bucket, "incoming/full.csv", etag, RetrainSettings())
+        results["retrain_full_s"] = {"seconds": time.perf_counter() - t, "status": out.status, "rows": len(sales),
+                                     "goal": 10.0}  # fmt: skip
+    finally:
+        server.stop()
+
+
+def sizes_section(results: dict) -> None:
+    from kclocal import sizes
+
+    build = ROOT / ".aws-sam" / "build"
+    if (build / "ModelLayer").is_dir():
+        results["package_mb"] = {fn: {"total": m["total_mb"], "budget": m["budget_mb"]}
+                                 for fn, m in sizes.measure(build).items()}  # fmt: skip
 
 
 def table(results: dict) -> str:
@@ -116,15 +267,34 @@ def table(results: dict) -> str:
     lines.append(f"{'batch 21,613 rows (s)':34s} {b['numpy']:12.3f}  {b['sklearn']:12.3f}  {'<= 0.5':>14s}")
     a = results["artifact_mb"]
     lines.append(f"{'artifact size (MB) npz vs joblib':34s} {a['npz']:12.2f}  {a['joblib']:12.2f}")
-    for extra in results.get("rows", []):
-        lines.append(extra)
+    if "handler_cold_start_s" in results:
+        c = results["handler_cold_start_s"]
+        lines.append(f"{'handler cold start (s) vs sklearn':34s} {c['kcprice']:12.3f}  {c['sklearn']:12.3f}  "
+                     f"{c['ratio']:6.3f} ratio")  # fmt: skip
+        w = results["warm_handler_us"]
+        lines.append(f"{'warm handler p50 (us) JSON->JSON':34s} {w['kcprice_p50']:12.1f}  {w['sklearn_p50']:12.1f}  "
+                     f"{'<= 150':>14s}")  # fmt: skip
+        lines.append(f"{'warm handler p99 (us)':34s} {w['kcprice_p99']:12.1f}  {w['sklearn_p99']:12.1f}  "
+                     f"{'<= 500':>14s}")  # fmt: skip
+        p = results["precompute_items_per_s"]
+        lines.append(f"{'precompute items/s vs batch_writer':34s} {p['kcprice']:12.0f}  {p['batch_writer']:12.0f}  "
+                     f"{p['ratio']:6.2f} >= 0.80")  # fmt: skip
+        r = results["retrain_full_s"]
+        lines.append(f"{'retrain end to end, 21,613 rows (s)':34s} {r['seconds']:12.2f}  {'':12s}  {'<= 10':>14s}")
+    for fn, m in results.get("package_mb", {}).items():
+        lines.append(
+            f"{'built ' + fn + ' + layers (MB)':34s} {m['total']:12.1f}  {'':12s}  {'<= ' + str(int(m['budget'])):>14s}"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
     results: dict = {}
     print("benchmarking the model (numpy serving vs scikit-learn)...", file=sys.stderr, flush=True)
-    model_section(results)
+    model, sales = model_section(results)
+    print("benchmarking the handlers against a local AWS endpoint...", file=sys.stderr, flush=True)
+    handler_section(results, model, sales)
+    sizes_section(results)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2, default=float))
     print(table(results))

@@ -36,6 +36,7 @@ def version_prefix(version: str) -> str:
 def publish_version(s3, bucket: str, artifact: bytes, meta: dict[str, Any], extra: dict[str, bytes] | None = None):
     """Write a version's files; model.json goes last and marks the version complete."""
     prefix = version_prefix(meta["version"])
+    meta = {**meta, "files": sorted(["model.npz", "model.json", *(extra or {})])}
     s3.put_object(Bucket=bucket, Key=prefix + "model.npz", Body=artifact, ContentType="application/octet-stream")
     for name, body in (extra or {}).items():
         ctype = {"png": "image/png", "html": "text/html", "json": "application/json"}.get(name.rsplit(".")[-1])
@@ -110,7 +111,7 @@ class ChampionCache:
         self._refused_etag: str | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
-        self.load_seconds: float | None = None  # time of the last model load, for metrics
+        self._load_seconds: float | None = None  # time of the last model load, until reported
 
     def get(self) -> tuple[Predictor, dict]:
         with self._lock:
@@ -119,6 +120,11 @@ class ChampionCache:
             if self._current is None:
                 raise NoModelError("no model has been promoted yet: upload sales to incoming/ to train one")
             return self._current.predictor, self._current.pointer
+
+    def take_load_seconds(self) -> float | None:
+        """Seconds the last model load took, once (for a metric), else None."""
+        seconds, self._load_seconds = self._load_seconds, None
+        return seconds
 
     def _refresh(self) -> None:
         known = self._current.etag if self._current else None
@@ -147,5 +153,5 @@ class ChampionCache:
                 self._current.pointer["version"] if self._current else None,
             )
             return
-        self.load_seconds = time.perf_counter() - t0
+        self._load_seconds = time.perf_counter() - t0
         self._current = _Loaded(predictor, pointer, etag)
