@@ -60,6 +60,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from kclocal.load import is_loopback, report, run_locust
+
+    if args.host:
+        if not is_loopback(args.host) and not args.i_own_this_host:
+            print("refusing to load a non-loopback host without --i-own-this-host", file=sys.stderr)
+            return 2
+        stats = run_locust(args.host, args.users, args.seconds)
+    else:
+        from kclocal.stack import LocalStack
+
+        stack = LocalStack(0, 0, say=lambda m: print(m, file=sys.stderr)).start()
+        try:
+            stack.seed()
+            stats = run_locust(stack.bridge.url, args.users, args.seconds)
+        finally:
+            stack.stop()
+    print(report(stats))
+    out = Path("build/load.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(stats, indent=2))
+    return 1 if stats["errors"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kcprice-local", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -75,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--bucket", default=LOCAL_BUCKET)
     demo.add_argument("--table", default="kc-price-PredictionsTable")
     demo.set_defaults(func=cmd_demo)
+    load = sub.add_parser("load", help="headless locust run (default: a fresh local stack on loopback)")
+    load.add_argument("--host", help="API base URL; default: start a local stack")
+    load.add_argument("--users", type=int, default=10)
+    load.add_argument("--seconds", type=int, default=20)
+    load.add_argument("--i-own-this-host", action="store_true", help="allow a non-loopback --host")
+    load.set_defaults(func=cmd_load)
     args = p.parse_args(argv)
     return args.func(args)
 
