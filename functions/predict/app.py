@@ -130,5 +130,4 @@ def _no_model(e: NoModelError) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event, context):
-    metrics.add_metric("Requests", MetricUnit.Count, 1)
     return app.resolve(event, context)

@@ -136,11 +136,17 @@ class Poller:
 
     spec: template.Stack
     queues: dict[str, str]
+    endpoint: str  # this stack's own endpoint: never follow AWS_ENDPOINT_URL to another stack's queues
     on_result: Callable[[str, dict, Any], None] = lambda fn, event, result: None
     max_attempts: int = 3
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     busy: dict[str, bool] = field(default_factory=dict)
+
+    def _sqs(self):
+        if not hasattr(self, "_client"):
+            self._client = boto3.client("sqs", endpoint_url=self.endpoint)
+        return self._client
 
     def start(self) -> None:
         for function, url in self.queues.items():
@@ -166,7 +172,7 @@ class Poller:
                 time.sleep(1)
 
     def _deliver(self, function: str, url: str, wait: int) -> int:
-        sqs = boto3.client("sqs")
+        sqs = self._sqs()
         msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get("Messages", [])
         handled = 0
         for m in msgs:
@@ -213,7 +219,7 @@ class LocalStack:
         configure_environment(self.endpoint, self.spec)
         cold_start()
         self.queues = provision(self.spec)
-        self.poller = Poller(self.spec, self.queues, on_result=self._on_result)
+        self.poller = Poller(self.spec, self.queues, self.endpoint, on_result=self._on_result)
         self.poller.start()
         self.bridge = Bridge(self.spec.routes(), lambda fn, ev: invoke(self.spec, fn, ev), self.api_port).start()
         self.s3 = boto3.client("s3")

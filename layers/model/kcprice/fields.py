@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
-
 # field -> (low, high, integer?). The single source of truth for both the API model and the CSV validator.
 BOUNDS: dict[str, tuple[float, float, bool]] = {
     "bedrooms": (0, 40, True),
@@ -42,13 +40,15 @@ EPOCH = dt.date(2014, 1, 1)
 MAX_BATCH = 100
 
 
-def rule_violations(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Cross-field rules as boolean 'bad' masks, vectorised so CSV rows and API houses share them."""
+def rule_violations(c: dict) -> dict:
+    """Cross-field rules as 'bad' flags. Written with operators only (abs, %, &) so the same rules apply to
+    numpy columns of a CSV (boolean masks) and to one API house's plain floats (bools, no numpy overhead)."""
+    quarters, halves = (c["bathrooms"] * 4) % 1.0, (c["floors"] * 2) % 1.0
     return {
         "sqft_above + sqft_basement must equal sqft_living": (
-            np.abs(c["sqft_above"] + c["sqft_basement"] - c["sqft_living"]) > 0.5
+            abs(c["sqft_above"] + c["sqft_basement"] - c["sqft_living"]) > 0.5
         ),
         "yr_renovated must be 0 or >= yr_built": (c["yr_renovated"] != 0) & (c["yr_renovated"] < c["yr_built"]),
-        "bathrooms must be a multiple of 0.25": np.abs(c["bathrooms"] * 4 - np.round(c["bathrooms"] * 4)) > 1e-9,
-        "floors must be a multiple of 0.5": np.abs(c["floors"] * 2 - np.round(c["floors"] * 2)) > 1e-9,
+        "bathrooms must be a multiple of 0.25": (quarters > 1e-9) & (quarters < 1 - 1e-9),
+        "floors must be a multiple of 0.5": (halves > 1e-9) & (halves < 1 - 1e-9),
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kcprice.fields import BOUNDS, EPOCH, FIELDS, MAX_BATCH, rule_violations
@@ -46,8 +45,8 @@ class House(BaseModel):
 
     @model_validator(mode="after")
     def _kc_rules(self) -> House:
-        cols = {k: np.asarray(float(getattr(self, k))) for k in FIELDS}
-        broken = [msg for msg, bad in rule_violations(cols).items() if bool(bad)]
+        cols = {k: float(getattr(self, k)) for k in FIELDS}
+        broken = [msg for msg, bad in rule_violations(cols).items() if bad]
         if broken:
             raise ValueError("; ".join(broken))
         return self
