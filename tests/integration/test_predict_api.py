@@ -4,6 +4,7 @@ import base64
 import json
 
 import pytest
+import requests
 
 from kclocal.data import by_date
 from kcprice import registry
@@ -107,8 +108,6 @@ def test_model_and_health_and_openapi(aws, champion):
     assert status == 200 and body["champion"]["version"] == champion
     assert body["metadata"]["lineage"]["source_key"] == "incoming/seed.csv"
     assert {"card.html", "model.npz", "residuals.png"} <= set(body["metadata"]["files"])
-    import requests
-
     card = requests.get(body["card_url"], timeout=10)  # the signed link works against the endpoint
     assert card.status_code == 200 and card.text.startswith("<!doctype html>") and champion in card.text
     status, body = call(aws, load_event("predict_health.json"))

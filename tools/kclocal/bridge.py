@@ -4,7 +4,6 @@ declares. Like API Gateway: unknown routes are 404 {"message": "Not Found"}, bod
 from __future__ import annotations
 
 import base64
-import json
 import re
 import threading
 from collections import Counter
@@ -98,10 +97,3 @@ class Bridge:
         req.end_headers()
         if req.command != "HEAD":
             req.wfile.write(body)
-
-
-def pretty(resp_body: bytes) -> str:
-    try:
-        return json.dumps(json.loads(resp_body), indent=2)
-    except ValueError:
-        return resp_body.decode(errors="replace")
