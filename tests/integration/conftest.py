@@ -57,3 +57,8 @@ def aws(moto_endpoint):
     local.cold_start()
     os.environ.clear()
     os.environ.update(saved)
+
+
+def count_items(aws) -> int:
+    """Items in the predictions table, by a full scan."""
+    return sum(p["Count"] for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table, Select="COUNT"))

@@ -16,6 +16,7 @@ from kcprice import pipeline, registry
 from kcprice.config import RetrainSettings
 from kcprice.errors import ChampionChangedError
 from kcprice.storage import UnprocessedItemsError, batch_put, price_item
+from tests.integration.conftest import count_items
 
 SEED = by_date(before="20150101", step=2)
 INVENTORY = inventory(step=10)  # ~2,100 houses: the pipeline run below really sleeps between retries
@@ -66,10 +67,6 @@ def flaky_dynamodb(unprocessed: float, throttle: float, seed: int = 0):
     client.meta.events.register("before-send.dynamodb.BatchWriteItem", throttle_send)
     client.meta.events.register("after-call.dynamodb.BatchWriteItem", add_unprocessed)
     return client, counts
-
-
-def count_items(aws) -> int:
-    return sum(p["Count"] for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table, Select="COUNT"))
 
 
 @pytest.fixture

@@ -6,14 +6,10 @@ from kclocal.data import by_date, inventory
 from kcprice import registry
 from kcprice.errors import NoModelError
 from kcprice.storage import get_price
-from tests.integration.conftest import load_event
+from tests.integration.conftest import count_items, load_event
 
 INVENTORY = inventory(step=4)
 N_HOUSES = INVENTORY.count(b"\n") - 1
-
-
-def count_items(aws) -> int:
-    return sum(p["Count"] for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table, Select="COUNT"))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the precomputed prices refreshed, then see a broken upload rejected with the cha
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,8 @@ import requests
 
 from kclocal import data
 from kclocal.events import EXAMPLE_HOUSE
+from kcprice.errors import NotFoundError
+from kcprice.storage import get_json
 
 HOUSE_ID = "7129300520"  # the example house, sold 2014-10-13 for $221,900
 
@@ -30,8 +31,8 @@ def _poll(what: str, fn: Callable[[], Any], timeout: float, every: float = 0.5) 
 
 def _s3_json(s3, bucket: str, key: str) -> dict | None:
     try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except s3.exceptions.NoSuchKey:
+        return get_json(s3, bucket, key)
+    except NotFoundError:
         return None
 
 

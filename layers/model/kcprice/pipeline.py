@@ -28,7 +28,7 @@ from kcprice.dataset import Sales, ValidationReport, merge, read_inventory, read
 from kcprice.drift import drift_report
 from kcprice.errors import KcPriceError, NotFoundError
 from kcprice.predictor import Predictor
-from kcprice.storage import WriteStats, batch_put, error_code, get_bytes, price_item, put_json
+from kcprice.storage import WriteStats, batch_put, get_bytes, lost_condition, price_item, put_json
 
 log = logging.getLogger(__name__)
 HOLDOUT_RULE = "sales whose house id hashes to bucket 0 of 10"
@@ -58,7 +58,7 @@ def claim_run(s3, bucket: str, source_key: str, source_etag: str, timeout: float
     try:
         return Claim(run_key, put_json(s3, bucket, run_key, doc, IfNoneMatch="*"))
     except ClientError as e:
-        if error_code(e) not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+        if not lost_condition(e):
             raise
     obj = s3.get_object(Bucket=bucket, Key=run_key)
     existing = json.loads(obj["Body"].read())
@@ -68,7 +68,7 @@ def claim_run(s3, bucket: str, source_key: str, source_etag: str, timeout: float
     try:  # an abandoned run (its function timed out): take it over, unless someone else just did
         return Claim(run_key, put_json(s3, bucket, run_key, doc, IfMatch=obj["ETag"]))
     except ClientError as e:
-        if error_code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+        if lost_condition(e):
             return None
         raise
 

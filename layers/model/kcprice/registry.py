@@ -23,9 +23,10 @@ from botocore.exceptions import ClientError
 
 from kcprice.errors import ArtifactIntegrityError, ChampionChangedError, NoModelError, NotFoundError
 from kcprice.predictor import Predictor
-from kcprice.storage import error_code, get_bytes, get_json, put_json
+from kcprice.storage import error_code, get_bytes, get_json, is_missing, lost_condition, put_json
 
 CHAMPION_KEY = "models/champion.json"
+NO_MODEL = "no model has been promoted yet: upload sales to incoming/ to train one"
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +50,7 @@ def read_champion(s3, bucket: str) -> tuple[dict | None, str | None]:
     try:
         obj = s3.get_object(Bucket=bucket, Key=CHAMPION_KEY)
     except ClientError as e:
-        if error_code(e) in ("NoSuchKey", "404"):
+        if is_missing(e):
             return None, None
         raise
     return json.loads(obj["Body"].read()), obj["ETag"]
@@ -70,7 +71,7 @@ def promote(s3, bucket: str, meta: dict[str, Any], expected_etag: str | None, re
     try:
         return put_json(s3, bucket, CHAMPION_KEY, pointer, **condition)
     except ClientError as e:
-        if error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+        if lost_condition(e):
             raise ChampionChangedError("the champion changed while this model was trained") from e
         raise
 
@@ -83,7 +84,7 @@ def load_version(s3, bucket: str, pointer: dict) -> Predictor:
 def load_champion(s3, bucket: str) -> tuple[Predictor, dict]:
     pointer, _ = read_champion(s3, bucket)
     if pointer is None:
-        raise NoModelError("no model has been promoted yet: upload sales to incoming/ to train one")
+        raise NoModelError(NO_MODEL)
     return load_version(s3, bucket, pointer), pointer
 
 
@@ -118,7 +119,7 @@ class ChampionCache:
             if self._clock() - self._checked_at >= self._ttl or self._current is None:
                 self._refresh()
             if self._current is None:
-                raise NoModelError("no model has been promoted yet: upload sales to incoming/ to train one")
+                raise NoModelError(NO_MODEL)
             return self._current.predictor, self._current.pointer
 
     def take_load_seconds(self) -> float | None:
@@ -132,7 +133,7 @@ class ChampionCache:
         try:
             obj = self._s3.get_object(Bucket=self._bucket, Key=CHAMPION_KEY, **kwargs)
         except ClientError as e:
-            if error_code(e) in ("304", "NotModified", "NoSuchKey", "404"):  # unchanged, or nothing promoted yet
+            if is_missing(e) or error_code(e) in ("304", "NotModified"):  # nothing promoted yet, or unchanged
                 self._checked_at = self._clock()
                 return
             raise

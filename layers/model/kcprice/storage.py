@@ -21,11 +21,21 @@ def error_code(e: ClientError) -> str:
     return e.response.get("Error", {}).get("Code", "")
 
 
+def is_missing(e: ClientError) -> bool:
+    """The object does not exist."""
+    return error_code(e) in ("NoSuchKey", "404")
+
+
+def lost_condition(e: ClientError) -> bool:
+    """A conditional write (If-Match / If-None-Match) lost: someone else wrote the key first."""
+    return error_code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+
+
 def get_bytes(s3, bucket: str, key: str) -> bytes:
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as e:
-        if error_code(e) in ("NoSuchKey", "404"):
+        if is_missing(e):
             raise NotFoundError(f"s3://{bucket}/{key} does not exist") from e
         raise
 
