@@ -141,7 +141,6 @@ class Poller:
     max_attempts: int = 3
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    busy: dict[str, bool] = field(default_factory=dict)
 
     def _sqs(self):
         if not hasattr(self, "_client"):
@@ -159,10 +158,6 @@ class Poller:
         for t in self._threads:
             t.join(timeout=5)
 
-    def drain_once(self, function: str) -> int:
-        """Deliver what is queued now for one function; returns how many events were handled."""
-        return self._deliver(function, self.queues[function], wait=1)
-
     def _loop(self, function: str, url: str) -> None:
         while not self._stop.is_set():
             try:
@@ -179,11 +174,7 @@ class Poller:
             event = json.loads(m["Body"])
             if "Records" in event:  # skip s3:TestEvent
                 event = complete_s3_event(event)
-                self.busy[function] = True
-                try:
-                    self.on_result(function, event, self._invoke_with_retries(function, event))
-                finally:
-                    self.busy[function] = False
+                self.on_result(function, event, self._invoke_with_retries(function, event))
                 handled += 1
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         return handled
