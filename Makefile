@@ -1,8 +1,11 @@
 # One entry point for everything. `make local` runs the whole system on this machine; `make test` is CI.
 SHELL := /bin/bash
 VENV ?= .venv
-# Lambda's runtime is python3.12: use it when on PATH, else pyenv's 3.12.1 (SAM builds need it on PATH too).
-PY312 ?= $(shell command -v python3.12 2>/dev/null || ls $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)
+# Lambda's runtime is python3.12: pyenv's 3.12 if installed, else a python3.12 on PATH. Never a pyenv shim:
+# with the shims dir put back on PATH, a shim resolves to itself and recurses until "Argument list too long".
+PYENV_ROOT ?= $(HOME)/.pyenv
+PY312 := $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3.12)),$(shell \
+	for p in $$(type -ap python3.12); do case $$p in (*/shims/*) ;; (*) echo $$p; break ;; esac; done))
 export PATH := $(abspath $(VENV))/bin:$(dir $(PY312)):$(PATH)
 PY := $(VENV)/bin/python
 # No telemetry: builds and tests never talk to anything but PyPI and 127.0.0.1.
