@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kcprice.errors import ArtifactIntegrityError
-from kcprice.features import FEATURE_NAMES, RAW_COLUMNS
+from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, lookup
 from kcprice.predictor import Predictor, sha256_hex
 from kcprice.schema import House
 
@@ -34,6 +34,16 @@ def test_numpy_predictor_matches_sklearn_on_every_row(trained, kc_sales):
 def test_single_row_path_equals_batch_path(trained, kc_sales):
     batch = trained.predictor.predict_raw(kc_sales.raw[:50])
     single = [trained.predictor.predict_raw(kc_sales.raw[i : i + 1])[0] for i in range(50)]
+    np.testing.assert_allclose(single, batch, rtol=1e-12)
+
+
+def test_single_point_lookup_equals_batch_lookup(trained):
+    # Points across the grid, its edges and beyond it (the API validates King County; the grid must not care).
+    rng = np.random.default_rng(0)
+    lat, lon = rng.uniform(46.9, 48.0, 500), rng.uniform(-122.8, -120.9, 500)
+    grids = trained.predictor.grids
+    batch = lookup(grids, lat, lon)
+    single = np.vstack([lookup(grids, lat[i : i + 1], lon[i : i + 1]) for i in range(500)])
     np.testing.assert_allclose(single, batch, rtol=1e-12)
 
 

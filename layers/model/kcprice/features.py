@@ -7,6 +7,7 @@ several angles (trees split on axis-aligned lines; rotations let them cut diagon
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,8 @@ def fit_location_grids(raw: np.ndarray, price: np.ndarray) -> LocationGrids:
 def lookup(grids: LocationGrids, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Bilinear interpolation of every scale at once: (n,) coords -> (n, n_scales)."""
     _, ny, nx = grids.values.shape
+    if lat.shape == (1,):  # the API's common case: the same arithmetic on Python floats is ~5x cheaper
+        return _lookup_one(grids.flat, ny, nx, float(lat[0]), float(lon[0]))
     fy, fx = _cell_coords(lat, lon)
     fy, fx = fy - 0.5, fx - 0.5  # cell centres
     # np.minimum/np.maximum rather than np.clip: same result, a fraction of the per-call overhead.
@@ -102,6 +105,19 @@ def lookup(grids: LocationGrids, lat: np.ndarray, lon: np.ndarray) -> np.ndarray
     corners = grids.flat[np.stack([i00, i00 + nx, i00 + 1, i00 + nx + 1])]  # (4, n, n_scales)
     weights = np.stack([(1 - wy) * (1 - wx), wy * (1 - wx), (1 - wy) * wx, wy * wx])[:, :, None]
     return (corners * weights).sum(axis=0)
+
+
+def _lookup_one(flat: np.ndarray, ny: int, nx: int, lat: float, lon: float) -> np.ndarray:
+    fy = (lat - GRID_ORIGIN[0]) / GRID_CELL - 0.5
+    fx = (lon - GRID_ORIGIN[1]) / (GRID_CELL * GRID_LON_RATIO) - 0.5
+    y0 = min(max(math.floor(fy), 0), ny - 2)
+    x0 = min(max(math.floor(fx), 0), nx - 2)
+    wy = min(max(fy - y0, 0.0), 1.0)
+    wx = min(max(fx - x0, 0.0), 1.0)
+    i00 = y0 * nx + x0
+    corners = flat[[i00, i00 + nx, i00 + 1, i00 + nx + 1]]  # (4, n_scales)
+    weights = np.array([(1 - wy) * (1 - wx), wy * (1 - wx), (1 - wy) * wx, wy * wx])
+    return (weights @ corners)[None, :]
 
 
 def design_matrix(raw: np.ndarray, grids: LocationGrids) -> np.ndarray:
