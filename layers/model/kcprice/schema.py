@@ -60,6 +60,11 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     houses: list[House] = Field(min_length=1, max_length=MAX_BATCH, description=f"1..{MAX_BATCH} houses")
 
+    def __repr__(self) -> str:
+        # Short on purpose: Powertools logs the handler's arguments with an eager f-string on every request, and
+        # pydantic's field-by-field repr of 100 houses cost more than pricing them. Logs never need the payload.
+        return f"PredictRequest(<{len(self.houses)} houses>)"
+
 
 class Prediction(BaseModel):
     price: float
