@@ -4,6 +4,7 @@ declares. Like API Gateway: unknown routes are 404 {"message": "Not Found"}, bod
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import threading
 from collections import Counter
@@ -13,6 +14,7 @@ from typing import Any
 
 from kclocal.events import http_event
 
+log = logging.getLogger(__name__)
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
@@ -71,8 +73,13 @@ class Bridge:
             if m and method == req.command:
                 event = http_event(req.command, path, route_key, body, dict(req.headers.items()), query,
                                    m.groupdict() or None)  # fmt: skip
-                with self._locks[function]:
-                    resp = self._invoke(function, event)
+                try:
+                    with self._locks[function]:
+                        resp = self._invoke(function, event)
+                except Exception:  # a crashed invocation: API Gateway answers 500, so does the bridge
+                    log.exception("%s failed on %s", function, route_key)
+                    return self._send(req, 500, {"content-type": "application/json"},
+                                      b'{"message":"Internal Server Error"}')  # fmt: skip
                 return self._respond(req, resp)
         return self._send(req, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
 
