@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
 
 from kcprice import registry
 from kcprice.config import PredictSettings
@@ -42,8 +43,40 @@ def runtime():
     )
 
 
-@app.post("/predict", summary=f"Price 1..{MAX_BATCH} houses")
-def predict(request: PredictRequest) -> PredictResponse:
+def _typed_body(app: APIGatewayHttpResolver, next_middleware):
+    """POST /predict's body, parsed by pydantic straight from the JSON text.
+
+    The hot route skips Powertools' generic validation (route enable_validation=False): its dependency walk costs
+    ~45 us a call, three times the parse itself. Errors come out as the same RequestValidationError, locations
+    prefixed with "body" as Powertools does, so clients and the 422 handler see one format. The handler keeps its
+    typed signature, so the OpenAPI document is unchanged.
+    """
+    event = app.current_event
+    content_type = event.headers.get("content-type", "").strip()
+    if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
+        raise RequestUnsupportedContentType(
+            "Unsupported content type",
+            errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": f"got {content_type}"}],
+        )
+    try:
+        request = PredictRequest.model_validate_json(event.decoded_body or "")
+    except ValidationError as e:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False, include_context=False)]
+        ) from None
+    app.context["_route_args"] = {**app.context.get("_route_args", {}), "request": request}
+    return next_middleware(app)
+
+
+@app.post(
+    "/predict",
+    summary=f"Price 1..{MAX_BATCH} houses",
+    enable_validation=False,
+    middlewares=[_typed_body],
+    responses={200: {"description": "Prices, and the model version that made them",
+                     "content": {"application/json": {"model": PredictResponse}}}},
+)  # fmt: skip
+def predict(request: PredictRequest):  # no return annotation: the body is serialized here, once
     t0 = time.perf_counter()
     cache = runtime()[3]
     model, _ = cache.get()
@@ -52,7 +85,8 @@ def predict(request: PredictRequest) -> PredictResponse:
     prices = model.predict_houses(request.houses)
     metrics.add_metric("HousesPriced", MetricUnit.Count, len(prices))
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
-    return PredictResponse(model_version=model.version, predictions=[Prediction(price=round(p, 2)) for p in prices])
+    body = PredictResponse(model_version=model.version, predictions=[Prediction(price=round(p, 2)) for p in prices])
+    return Response(200, content_types.APPLICATION_JSON, body.model_dump_json())
 
 
 @app.get("/houses/<house_id>/price", summary="Precomputed price of a house in the inventory")

@@ -65,6 +65,12 @@ def test_bad_requests_are_422_naming_the_problem(aws, champion, body, needle):
     assert status == 422 and needle in resp["message"].lower()
 
 
+@pytest.mark.parametrize("content_type", ["text/csv", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_wrong_content_type_is_415(aws, champion, content_type):
+    status, resp = call(aws, with_body(load_event("predict_post.json")["body"], content_type))
+    assert status == 415 and "application/json" in resp["message"]
+
+
 def test_out_of_range_field_is_named(aws, champion):
     body = json.loads(load_event("predict_post.json")["body"])
     body["houses"][0]["zipcode"] = 10001
@@ -114,6 +120,9 @@ def test_model_and_health_and_openapi(aws, champion):
     assert body == {"status": "ok", "model_version": champion}
     status, spec = call(aws, load_event("predict_openapi.json"))
     assert status == 200 and {"/predict", "/houses/{house_id}/price", "/model", "/health"} <= set(spec["paths"])
+    post = spec["paths"]["/predict"]["post"]  # the hot route parses its own body; the document must still say so
+    assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
+    assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictResponse")
 
 
 def test_unknown_route_is_404(aws, champion):
