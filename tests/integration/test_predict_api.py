@@ -1,11 +1,14 @@
 """PredictFunction through HTTP API v2 events, against the local S3 and DynamoDB."""
 
 import base64
+import io
 import json
+import sys
 
 import pytest
 import requests
 
+from kclocal import stack as local
 from kclocal.data import by_date
 from kcprice import registry
 from kcprice.schema import MAX_BATCH
@@ -129,3 +132,29 @@ def test_unknown_route_is_404(aws, champion):
     event = load_event("predict_health.json")
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/nope"
     assert call(aws, event)[0] == 404
+
+
+def test_logs_carry_the_request_id_and_metrics_are_emf(aws, champion, capsys):
+    aws.invoke("PredictFunction", load_event("predict_health.json"))  # imports the handler as Lambda would
+    local.cold_start()  # a fresh environment: the next request loads the champion
+    capsys.readouterr()
+    module = sys.modules[aws.spec.functions["PredictFunction"].module]
+    logs = io.StringIO()
+    previous = module.logger.registered_handler.setStream(logs)  # the handler's stream was bound at first import
+    try:
+        first, second = load_event("predict_post.json"), load_event("predict_post.json")
+        second["requestContext"]["requestId"] = "second-request"
+        assert call(aws, first)[0] == call(aws, second)[0] == 200
+    finally:
+        module.logger.registered_handler.setStream(previous)
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    loaded = [line for line in lines if line["message"] == "model loaded"]
+    assert len(loaded) == 1  # the first request loads the champion, the second reuses it
+    assert loaded[0]["correlation_id"] == first["requestContext"]["requestId"]
+    assert loaded[0]["model_version"] == champion and loaded[0]["service"] == "predict"
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [blob["HousesPriced"] for blob in emf] == [[1.0], [1.0]]  # one metric blob per invocation
+    assert "ModelLoadTime" in emf[0] and "ModelLoadTime" not in emf[1]
+    assert all(blob["PredictLatency"][0] > 0 and blob["service"] == "predict" for blob in emf)
+    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "KcPrice"
