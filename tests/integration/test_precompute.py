@@ -1,10 +1,15 @@
 """PrecomputeFunction: every house of the inventory scored by the champion and stored in DynamoDB."""
 
+import csv
+import io
+import json
+
 import pytest
 
 from kclocal.data import by_date, inventory
 from kcprice import registry
 from kcprice.errors import NoModelError
+from kcprice.fields import FIELDS
 from kcprice.storage import get_price
 from tests.integration.conftest import count_items, load_event
 
@@ -32,17 +37,24 @@ def test_every_event_shape_scores_the_whole_inventory(aws, champion, event):
     assert item["model_version"] == champion and 50_000 < item["price"] < 10_000_000
 
 
-def test_precomputed_prices_equal_live_predictions(aws, champion):
+def test_precomputed_prices_equal_the_api_answer_for_every_house(aws, champion):
+    # Precompute scores in one batch; POST /predict scores one house at a time on another code path.
+    # A user must get the same price from both, to the cent, for every house.
     aws.invoke("PrecomputeFunction", {})
-    model, _ = registry.load_champion(aws.s3, aws.bucket)
-    from kcprice.dataset import read_inventory
-
-    houses, _ = read_inventory(INVENTORY)
-    raw = houses.raw[:20].copy()
-    raw[:, -1] = model.default_day
-    live = model.predict_raw(raw)
-    stored = [get_price(aws.ddb, aws.table, str(i))["price"] for i in houses.ids[:20]]
-    assert stored == pytest.approx([round(p, 2) for p in live], abs=0.006)
+    rows = list(csv.DictReader(io.StringIO(INVENTORY.decode())))
+    event = load_event("predict_post.json")
+    stored = {
+        item["house_id"]["S"]: float(item["price"]["N"])
+        for page in aws.ddb.get_paginator("scan").paginate(TableName=aws.table)
+        for item in page["Items"]
+    }
+    mismatched = []
+    for row in rows:
+        event["body"] = json.dumps({"houses": [{k: float(row[k]) for k in FIELDS}]})
+        live = json.loads(aws.invoke("PredictFunction", event)["body"])["predictions"][0]["price"]
+        if stored[row["id"]] != live:
+            mismatched.append((row["id"], stored[row["id"]], live))
+    assert len(rows) == len(stored) == N_HOUSES and mismatched == []
 
 
 def test_no_inventory_is_reported_not_crashed(aws):

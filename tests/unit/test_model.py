@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kcprice.errors import ArtifactIntegrityError
-from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, lookup
+from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, design_matrix, lookup
 from kcprice.predictor import Predictor, sha256_hex
 from kcprice.schema import House
 
@@ -31,10 +31,16 @@ def test_numpy_predictor_matches_sklearn_on_every_row(trained, kc_sales):
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=0)
 
 
-def test_single_row_path_equals_batch_path(trained, kc_sales):
-    batch = trained.predictor.predict_raw(kc_sales.raw[:50])
-    single = [trained.predictor.predict_raw(kc_sales.raw[i : i + 1])[0] for i in range(50)]
-    np.testing.assert_allclose(single, batch, rtol=1e-12)
+def test_single_row_path_equals_batch_path_on_every_row(trained, kc_sales):
+    # One row takes Python-float paths (features, lookup, traversal). Many rows sit exactly on a split threshold,
+    # so a last-bit difference would move them to another leaf: the paths must agree bit for bit.
+    predictor = trained.predictor
+    batch_x = design_matrix(kc_sales.raw, predictor.grids)
+    single_x = np.vstack([design_matrix(kc_sales.raw[i : i + 1], predictor.grids) for i in range(len(kc_sales))])
+    np.testing.assert_array_equal(single_x, batch_x)
+    batch = predictor.predict_raw(kc_sales.raw)
+    single = [predictor.predict_raw(kc_sales.raw[i : i + 1])[0] for i in range(len(kc_sales))]
+    np.testing.assert_array_equal(single, batch)
 
 
 def test_single_point_lookup_equals_batch_lookup(trained):
@@ -44,7 +50,7 @@ def test_single_point_lookup_equals_batch_lookup(trained):
     grids = trained.predictor.grids
     batch = lookup(grids, lat, lon)
     single = np.vstack([lookup(grids, lat[i : i + 1], lon[i : i + 1]) for i in range(500)])
-    np.testing.assert_allclose(single, batch, rtol=1e-12)
+    np.testing.assert_array_equal(single, batch)
 
 
 def test_metadata_describes_the_model(trained, kc_sales):
