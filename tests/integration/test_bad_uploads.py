@@ -137,5 +137,5 @@ def test_corpus(aws):
     poisoned = json.loads(
         aws.s3.get_object(Bucket=aws.bucket, Key="reports/incoming/corpus/label_poisoned.csv.json")["Body"].read()
     )
-    # Refused by a margin far above noise: measured 0.69 points, where genuine improvements are ~0.05.
+    # Refused by a margin far above noise: measured 0.92 points; seed-to-seed noise on this holdout is ~0.1.
     assert poisoned["gate"]["challenger"]["mape"] > poisoned["gate"]["champion"]["mape"] + 0.3

@@ -136,18 +136,20 @@ def versions_with_metadata(aws) -> set[str]:
 def test_s3_failure_mid_retrain_leaves_no_partial_model(aws, champion, name, when):
     _, etag = registry.read_champion(aws.s3, aws.bucket)
     complete = versions_with_metadata(aws)
-    event = aws.upload("incoming/2015.csv", by_date(since="20150101"))
+    # Every 2014 sale: twice the champion's data from the holdout's own period, so the challenger is clearly
+    # better (~0.5 MAPE points over seeds) and the run reaches the writes being failed.
+    event = aws.upload("incoming/2014.csv", by_date(before="20150101"))
     record = event["Records"][0]["s3"]["object"]
     settings = RetrainSettings()
     with pytest.raises(ClientError, match="injected"):
-        pipeline.retrain(failing_s3(when), aws.bucket, "incoming/2015.csv", record["eTag"], settings)
+        pipeline.retrain(failing_s3(when), aws.bucket, "incoming/2014.csv", record["eTag"], settings)
     assert registry.read_champion(aws.s3, aws.bucket)[1] == etag, name  # champion untouched
     new = versions_with_metadata(aws) - complete
     pointer_failed = "pointer" in name
     assert new == set() or pointer_failed, (name, new)  # no complete version appeared, except the unpromoted one
     # the platform's retry of the same event succeeds: the failed run released its claim
-    out = pipeline.retrain(aws.s3, aws.bucket, "incoming/2015.csv", record["eTag"], settings)
-    assert out.status in ("promoted", "refused")
+    out = pipeline.retrain(aws.s3, aws.bucket, "incoming/2014.csv", record["eTag"], settings)
+    assert out.status == "promoted"
 
 
 def test_racing_uploads_leave_exactly_one_consistent_champion(aws, champion):

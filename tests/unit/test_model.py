@@ -19,8 +19,8 @@ def test_beats_default_hgb_on_both_splits(trained):
     for split in ("random", "temporal"):
         assert m[split]["mape"] < m[split]["baseline_mape"] - 0.5, m[split]
     assert m["temporal"]["mape"] <= 12.0
-    # The target is 10.5%; this model reaches ~10.8%. Guard against regressions from here.
-    assert m["random"]["mape"] <= 10.9
+    # The target is 10.5%; this model reaches 10.65% (10.64-10.68 over seeds). Guard against regressions.
+    assert m["random"]["mape"] <= 10.75
     assert m["random"]["r2"] > 0.9
 
 

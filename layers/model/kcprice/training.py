@@ -33,6 +33,10 @@ PARAMS: dict[str, Any] = dict(
     max_leaf_nodes=None,
     min_samples_leaf=30,
     l2_regularization=3.0,
+    # Each split looks at a random 15% of the features (~5 of 36): many of them are correlated views of the same
+    # location (rotations, maps at three scales), and sampling them regularises like colsample in other GBMs.
+    # Mean over 3 seeds: random-split MAPE 10.80 -> 10.66, temporal 11.93 -> 11.76, and a faster fit.
+    max_features=0.15,
     early_stopping=False,
     random_state=0,
 )
