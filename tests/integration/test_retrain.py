@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from kclocal import stack as local
 from kclocal.data import by_date, stride
 from kcprice import registry
 from tests.integration.conftest import load_event
@@ -98,3 +99,14 @@ def test_too_few_training_rows_is_rejected(aws):
     assert out["status"] == "rejected"
     assert "training rows" in get_json(aws, "rejected/incoming/tiny.csv.json")["reason"]
     assert registry.read_champion(aws.s3, aws.bucket) == (None, None)
+
+
+def test_a_required_margin_refuses_a_challenger_that_is_only_better(aws, seeded, monkeypatch):
+    monkeypatch.setenv("MIN_MAPE_IMPROVEMENT", "5")  # what the template's MinMapeImprovement parameter sets
+    local.cold_start()  # settings are read at cold start
+    _, etag = registry.read_champion(aws.s3, aws.bucket)
+    out = retrain(aws, "incoming/2014.csv", by_date(before="20150101"))  # twice the data: ~0.5 points better
+    gate = get_json(aws, "reports/incoming/2014.csv.json")["gate"]
+    assert out["status"] == "refused" and gate["min_improvement"] == 5
+    assert gate["challenger"]["mape"] < gate["champion"]["mape"]
+    assert registry.read_champion(aws.s3, aws.bucket)[1] == etag
