@@ -43,13 +43,16 @@ def test_single_row_path_equals_batch_path_on_every_row(trained, kc_sales):
     np.testing.assert_array_equal(single, batch)
 
 
-def test_single_point_lookup_equals_batch_lookup(trained):
+def test_single_point_lookup_equals_batch_lookup(trained, kc_sales):
     # Points across the grid, its edges and beyond it (the API validates King County; the grid must not care).
     rng = np.random.default_rng(0)
     lat, lon = rng.uniform(46.9, 48.0, 500), rng.uniform(-122.8, -120.9, 500)
     grids = trained.predictor.grids
-    batch = lookup(grids, lat, lon)
-    single = np.vstack([lookup(grids, lat[i : i + 1], lon[i : i + 1]) for i in range(500)])
+    raw = np.repeat(kc_sales.raw[:1], 500, axis=0)
+    raw[:, RAW_COLUMNS.index("lat")], raw[:, RAW_COLUMNS.index("long")] = lat, lon
+    batch = design_matrix(raw, grids)  # the batch path looks the points up with `lookup`
+    np.testing.assert_array_equal(batch[:, -grids.values.shape[0] :], lookup(grids, lat, lon))
+    single = np.vstack([design_matrix(raw[i : i + 1], grids) for i in range(500)])  # one row: its own path
     np.testing.assert_array_equal(single, batch)
 
 
