@@ -34,7 +34,7 @@ import time; t0 = time.perf_counter()
 import numpy as np, joblib
 from kcprice.features import design_matrix
 m = joblib.load({path!r})
-m.estimator.predict(design_matrix(np.array([{row}]), m.grids))
+m.predict_log(design_matrix(np.array([{row}]), m.grids))
 print(time.perf_counter() - t0)
 """
 
@@ -123,7 +123,7 @@ _model = joblib.load(io.BytesIO(_s3.get_object(Bucket={bucket!r}, Key="bench/mod
 @sk_app.post("/predict")
 def predict(request: PredictRequest) -> PredictResponse:
     raw = np.array([h.raw_row({day}) for h in request.houses])
-    prices = np.exp(_model.estimator.predict(design_matrix(raw, _model.grids)))
+    prices = np.exp(_model.predict_log(design_matrix(raw, _model.grids)))
     return PredictResponse(model_version="sklearn", predictions=[Prediction(price=float(p)) for p in prices])
 
 def sk_handler(event, context):

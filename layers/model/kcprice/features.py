@@ -2,7 +2,10 @@
 
 Location dominates this market, so besides raw coordinates the model sees (a) coordinates rotated at
 several angles (trees split on axis-aligned lines; rotations let them cut diagonal neighbourhood edges) and
-(b) a smoothed map of log(price per sq ft) at three scales, looked up by bilinear interpolation.
+(b) squared distances to the three job centres (Seattle, Bellevue, Redmond): radial, so hard to build from
+axis-aligned splits; and (c) smoothed maps, looked up by bilinear interpolation: log(price per sq ft) at three
+scales, plus the neighbourhood's waterfront share and mean view (shoreline and view corridors are narrow features
+of the map that the price maps blur) and its density of sales.
 """
 
 from __future__ import annotations
@@ -31,11 +34,17 @@ GRID_CELL = 0.004
 GRID_LON_RATIO = 1.48
 GRID_BANDWIDTHS = (1.0, 3.0, 8.0)  # Gaussian sigma in cells: ~0.45, 1.3 and 3.6 km
 GRID_PRIOR_WEIGHT = 3.0
+# Context maps (not price): (name, raw column, bandwidth). Density is the share of all sales, so maps fitted on a
+# fold (training rows) and on all rows (serving) are on the same scale.
+CONTEXT_MAPS = (("waterfront", 1.0), ("waterfront", 3.0), ("view", 1.0), ("view", 3.0), ("density", 3.0))
+MAP_NAMES = tuple(f"loc_ppsf_s{b:g}" for b in GRID_BANDWIDTHS) + tuple(f"{c}_s{b:g}" for c, b in CONTEXT_MAPS)
+CENTRES = (("seattle", 47.6062, -122.3321), ("bellevue", 47.6101, -122.2015), ("redmond", 47.6740, -122.1210))
+KM_PER_DEGREE = (111.0, 75.0)  # latitude, longitude at 47.5 N
 
 
 @dataclass(frozen=True)
 class LocationGrids:
-    values: np.ndarray  # (n_scales, ny, nx) smoothed log(price / sqft_living)
+    values: np.ndarray  # (len(MAP_NAMES), ny, nx): price maps, then context maps
 
     @property
     def flat(self) -> np.ndarray:
@@ -46,16 +55,13 @@ class LocationGrids:
             object.__setattr__(self, "_flat", cached)
         return cached
 
-    @property
-    def names(self) -> list[str]:
-        return [f"loc_ppsf_s{b:g}" for b in GRID_BANDWIDTHS]
-
 
 FEATURE_NAMES: tuple[str, ...] = (
     RAW_COLUMNS
     + ("age", "years_since_renovation", "log_sqft_living", "log_sqft_lot")
     + tuple(f"rot{round(np.rad2deg(a))}" for a in _ANGLES)
-    + tuple(f"loc_ppsf_s{b:g}" for b in GRID_BANDWIDTHS)
+    + tuple(f"dist2_{name}" for name, _, _ in CENTRES)
+    + MAP_NAMES
 )
 
 
@@ -75,18 +81,24 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def fit_location_grids(raw: np.ndarray, price: np.ndarray) -> LocationGrids:
-    """Kernel-smoothed log(price/sqft) maps, shrunk towards the global mean where sales are sparse."""
-    target = np.log(price) - np.log(raw[:, _I["sqft_living"]])
+    """Kernel-smoothed maps; means are shrunk towards the global mean where sales are sparse."""
     ny, nx = _grid_shape()
     fy, fx = _cell_coords(raw[:, _I["lat"]], raw[:, _I["long"]])
     iy, ix = np.clip(fy.astype(int), 0, ny - 1), np.clip(fx.astype(int), 0, nx - 1)
-    sums, counts = np.zeros((ny, nx)), np.zeros((ny, nx))
-    np.add.at(sums, (iy, ix), target)
+    counts = np.zeros((ny, nx))
     np.add.at(counts, (iy, ix), 1.0)
-    prior = float(target.mean())
-    maps = [
-        (_blur(sums, b) + prior * GRID_PRIOR_WEIGHT) / (_blur(counts, b) + GRID_PRIOR_WEIGHT) for b in GRID_BANDWIDTHS
-    ]
+    blurred_counts = {b: _blur(counts, b) for b in set(GRID_BANDWIDTHS) | {b for _, b in CONTEXT_MAPS}}
+
+    def smoothed_mean(q: np.ndarray, b: float) -> np.ndarray:
+        sums = np.zeros((ny, nx))
+        np.add.at(sums, (iy, ix), q)
+        prior = float(q.mean())
+        return (_blur(sums, b) + prior * GRID_PRIOR_WEIGHT) / (blurred_counts[b] + GRID_PRIOR_WEIGHT)
+
+    log_ppsf = np.log(price) - np.log(raw[:, _I["sqft_living"]])
+    maps = [smoothed_mean(log_ppsf, b) for b in GRID_BANDWIDTHS]
+    for name, b in CONTEXT_MAPS:
+        maps.append(blurred_counts[b] / len(raw) if name == "density" else smoothed_mean(raw[:, _I[name]], b))
     return LocationGrids(np.stack(maps))
 
 
@@ -142,7 +154,13 @@ def design_matrix(raw: np.ndarray, grids: LocationGrids) -> np.ndarray:
     rotated = out[:, k + 4 : k + 4 + _ROTATION.shape[1]]
     np.multiply(latlon[:, :1], _ROTATION[0], out=rotated)
     rotated += latlon[:, 1:] * _ROTATION[1]
-    out[:, k + 4 + _ROTATION.shape[1] :] = lookup(grids, latlon[:, 0], latlon[:, 1])
+    j = k + 4 + _ROTATION.shape[1]
+    for _, c_lat, c_lon in CENTRES:  # squared km: trees only need the order, so no sqrt
+        dy = (latlon[:, 0] - c_lat) * KM_PER_DEGREE[0]
+        dx = (latlon[:, 1] - c_lon) * KM_PER_DEGREE[1]
+        out[:, j] = dy * dy + dx * dx
+        j += 1
+    out[:, j:] = lookup(grids, latlon[:, 0], latlon[:, 1])
     return out
 
 
@@ -157,6 +175,12 @@ def _design_row(r: list[float], grids: LocationGrids) -> np.ndarray:
     r += [age, sale_year - renovated if renovated > 0 else age]
     r += np.log(r[_SQFT]).tolist()  # numpy's log, not math.log: they can differ in the last bit
     r += [lat * c + lon * s for c, s in _COS_SIN]
+    r += [_dist2(lat, lon, c_lat, c_lon) for _, c_lat, c_lon in CENTRES]
     _, ny, nx = grids.values.shape
     r += _lookup_one(grids.flat, ny, nx, lat, lon)
     return np.array([r])
+
+
+def _dist2(lat: float, lon: float, c_lat: float, c_lon: float) -> float:
+    dy, dx = (lat - c_lat) * KM_PER_DEGREE[0], (lon - c_lon) * KM_PER_DEGREE[1]
+    return dy * dy + dx * dx

@@ -1,8 +1,12 @@
 """Training with scikit-learn (training side only: the serving path imports kcprice.predictor, never this).
 
-Model: HistGradientBoostingRegressor on log(price) over kcprice.features. The location maps used as
-training features are built out-of-fold (each row's value comes from maps fitted without that row), so
-the trees never see a row's own price through its neighbourhood feature.
+Model: log(price) = shrink * additive(x) + trees(x). `additive` is a ridge fit of one cubic spline per feature and a
+coefficient per zip code, discretised into step functions so that it exports as trees too; the
+HistGradientBoostingRegressor fits what it leaves (trained on out-of-fold additive predictions, so it does not
+learn the additive part's overfit). The smooth part carries the broad trends (size, grade, age) that boosting
+approximates with many small steps; the trees spend their splits on location and interactions.
+Location maps used as training features are built out-of-fold too (each row's value comes from maps fitted
+without that row), so the trees never see a row's own price through its neighbourhood feature.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import sklearn
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import SplineTransformer
 
 import kcprice
 from kcprice import drift
@@ -42,6 +47,10 @@ PARAMS: dict[str, Any] = dict(
 )
 OOF_FOLDS = 5
 SEED = 42
+# The additive part: spline knots per feature, ridge penalty, steps per feature once discretised (one depth-6 tree
+# holds 64), and how much of it goes under the trees. 5-fold CV inside the random split's training rows: MAPE
+# 11.2 -> 11.0 with the extra location features; chosen there, not on the test rows.
+ADDITIVE = dict(n_knots=8, alpha=1.0, max_steps=64, shrink=0.6)
 Log = Callable[[str], None]
 
 
@@ -57,12 +66,103 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 @dataclass
+class Steps:
+    """A step function of one feature: value[i] where thresholds[i-1] < x <= thresholds[i] (sklearn's convention)."""
+
+    feature: int
+    thresholds: np.ndarray
+    values: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.values[np.searchsorted(self.thresholds, x[:, self.feature], side="left")]
+
+
+@dataclass
+class Additive:
+    intercept: float
+    steps: list[Steps]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.intercept + sum((s(x) for s in self.steps), np.zeros(len(x)))
+
+
+class _Basis:
+    """Cubic B-splines per numeric feature plus zip code indicators; knots from all training rows (no target)."""
+
+    def __init__(self, x: np.ndarray, n_knots: int) -> None:
+        self.zip = FEATURE_NAMES.index("zipcode")
+        self.cols = [p for p in range(x.shape[1]) if p != self.zip and np.ptp(x[:, p]) > 0]
+        self.splines = [SplineTransformer(n_knots=n_knots).fit(x[:, [p]]) for p in self.cols]
+        self.zips = np.unique(x[:, self.zip])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        widths = [sp.n_features_out_ for sp in self.splines]
+        out = np.empty((len(x), sum(widths) + len(self.zips)))  # filled in place: no 500-column hstack
+        o = 0
+        for p, sp, w in zip(self.cols, self.splines, widths, strict=True):
+            out[:, o : o + w] = sp.transform(x[:, [p]])
+            o += w
+        np.equal(x[:, [self.zip]], self.zips, out=out[:, o:], casting="unsafe")
+        return out
+
+    def discretise(self, x: np.ndarray, b: np.ndarray, coef: np.ndarray, intercept: float, max_steps: int):
+        """Each spline -> at most max_steps steps (b: this basis evaluated at x, the training rows)."""
+        steps, o = [], 0
+        for p, sp in zip(self.cols, self.splines, strict=True):
+            f = b[:, o : o + sp.n_features_out_] @ coef[o : o + sp.n_features_out_]
+            o += sp.n_features_out_
+            v = np.unique(x[:, p])
+            if len(v) <= max_steps:
+                thr = (v[:-1] + v[1:]) / 2
+            else:
+                thr = np.unique(np.quantile(x[:, p], np.linspace(0, 1, max_steps + 1)[1:-1]))
+            # Each step's value: the spline's mean over the training rows in it (at its edge if it holds none).
+            idx = np.searchsorted(thr, x[:, p], side="left")
+            n = np.bincount(idx, minlength=len(thr) + 1)
+            edge = sp.transform(np.r_[thr, thr[-1:]][:, None]) @ coef[o - sp.n_features_out_ : o]
+            val = np.where(n > 0, np.bincount(idx, weights=f, minlength=len(thr) + 1) / np.maximum(n, 1), edge)
+            steps.append(Steps(p, thr, val))
+        # Zip codes: one step per training zip code; an unseen one takes a numerically adjacent code's value.
+        steps.append(Steps(self.zip, (self.zips[:-1] + self.zips[1:]) / 2, coef[o:]))
+        return Additive(intercept, steps)
+
+
+def _ridge(gram: np.ndarray, by: np.ndarray, b_sum: np.ndarray, y_sum: float, n: int, alpha: float):
+    """Ridge with an unpenalised intercept from sufficient statistics (B'B, B'y, sums): centring is algebra."""
+    mb, my = b_sum / n, y_sum / n
+    centred = gram - n * np.outer(mb, mb) + alpha * np.eye(len(mb))
+    coef = np.linalg.solve(centred, by - n * mb * my)
+    return coef, float(my - mb @ coef)
+
+
+def fit_additive(x: np.ndarray, y: np.ndarray) -> tuple[Additive, np.ndarray]:
+    """The additive model on all rows, and its out-of-fold predictions for the trees to train on. One pass over
+    the basis per fold collects its B'B; each fold's training statistics are then the totals minus its own."""
+    basis = _Basis(x, ADDITIVE["n_knots"])
+    b = basis(x)
+    folds = np.random.default_rng(SEED + 1).integers(0, OOF_FOLDS, len(x))
+    parts = [(b[folds == k], y[folds == k]) for k in range(OOF_FOLDS)]
+    stats = [(bk.T @ bk, bk.T @ yk, bk.sum(axis=0), float(yk.sum()), len(yk)) for bk, yk in parts]
+    total = [sum(s[i] for s in stats) for i in range(5)]
+    oof = np.empty(len(x))
+    for k, (bk, _) in enumerate(parts):
+        coef, intercept = _ridge(*(t - s for t, s in zip(total, stats[k], strict=True)), ADDITIVE["alpha"])
+        oof[folds == k] = bk @ coef + intercept
+    coef, intercept = _ridge(*total, ADDITIVE["alpha"])
+    return basis.discretise(x, b, coef, intercept, ADDITIVE["max_steps"]), oof
+
+
+@dataclass
 class Fitted:
     estimator: HistGradientBoostingRegressor
+    additive: Additive
     grids: LocationGrids
 
+    def predict_log(self, x: np.ndarray) -> np.ndarray:
+        return self.estimator.predict(x) + ADDITIVE["shrink"] * self.additive.predict(x)
+
     def predict_raw(self, raw: np.ndarray) -> np.ndarray:
-        return np.exp(self.estimator.predict(design_matrix(raw, self.grids)))
+        return np.exp(self.predict_log(design_matrix(raw, self.grids)))
 
 
 def _oof_features(sales: Sales) -> np.ndarray:
@@ -75,9 +175,11 @@ def _oof_features(sales: Sales) -> np.ndarray:
 
 
 def fit(sales: Sales, params: dict[str, Any] | None = None) -> Fitted:
+    x, y = _oof_features(sales), np.log(sales.price)
+    additive, oof = fit_additive(x, y)
     est = HistGradientBoostingRegressor(**(params or PARAMS))
-    est.fit(_oof_features(sales), np.log(sales.price))
-    return Fitted(est, fit_location_grids(sales.raw, sales.price))
+    est.fit(x, y - ADDITIVE["shrink"] * oof)
+    return Fitted(est, additive, fit_location_grids(sales.raw, sales.price))
 
 
 def fit_baseline(sales: Sales) -> Callable[[np.ndarray], np.ndarray]:
@@ -109,15 +211,53 @@ def evaluate(sales: Sales, with_baseline: bool = True, log: Log = lambda _: None
     return out
 
 
+def _step_trees(steps: Steps, depth: int, scale: float) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """A step function as perfect binary search trees of the given depth: (feature, heap-ordered thresholds, leaves).
+    A tree holds 2**depth steps; a longer function is cut into trees that are 0 outside their own range."""
+    thr, val = steps.thresholds, steps.values * scale
+    m, n_int = len(thr), 2**depth - 1
+    size = m + 1 if m + 1 <= n_int + 1 else n_int - 1  # a cut tree spends two leaves on its zero outsides
+    out = []
+    for a in range(0, m + 1, size):
+        b = min(a + size, m + 1) - 1  # last step in this tree
+        t = [*thr[a - 1 : a]] * (a > 0) + [*thr[a:b]] + [*thr[b : b + 1]] * (b < m)
+        v = [0.0] * (a > 0) + [*val[a : b + 1]] + [0.0] * (b < m)
+        sorted_thr = np.full(n_int, np.inf)  # padding: +inf never sends a row right
+        sorted_thr[: len(t)] = t
+        leaves = np.full(n_int + 1, v[-1])
+        leaves[: len(v)] = v
+        out.append((steps.feature, sorted_thr[_in_order(depth)], leaves))
+    return out
+
+
+def _in_order(depth: int) -> np.ndarray:
+    """For each heap position of a perfect tree's internal nodes, its rank in sorted (in-order) order: a perfect
+    binary search tree over sorted thresholds sends a row to leaf #(thresholds < x), left to right."""
+    n_int = 2**depth - 1
+    order = np.empty(n_int, dtype=np.intp)
+    stack = [(0, 0, n_int)]  # (heap position, sorted range [lo, hi))
+    while stack:
+        pos, lo, hi = stack.pop()
+        if pos < n_int:
+            mid = (lo + hi) // 2
+            order[pos] = mid
+            stack += [(2 * pos + 1, lo, mid), (2 * pos + 2, mid + 1, hi)]
+    return order
+
+
 def export(model: Fitted) -> dict[str, np.ndarray]:
-    """sklearn trees -> perfect binary trees of depth D in flat arrays (see kcprice.predictor)."""
+    """sklearn trees + the additive steps -> perfect binary trees of depth D in flat arrays (see kcprice.predictor)."""
     est = model.estimator
     trees = [p[0].nodes for p in est._predictors]  # one regressor per iteration
     depth = int(max(t["depth"].max() for t in trees))
     n_int = 2**depth - 1
-    feature = np.zeros((len(trees), n_int), dtype=np.int32)
-    threshold = np.full((len(trees), n_int), np.inf)
-    leaf = np.zeros((len(trees), n_int + 1))
+    shrink = ADDITIVE["shrink"]
+    steps = [tree for s in model.additive.steps for tree in _step_trees(s, depth, shrink)]
+    feature = np.zeros((len(trees) + len(steps), n_int), dtype=np.int32)
+    threshold = np.full((len(trees) + len(steps), n_int), np.inf)
+    leaf = np.zeros((len(trees) + len(steps), n_int + 1))
+    for t, (f, thr, values) in enumerate(steps, start=len(trees)):
+        feature[t], threshold[t], leaf[t] = f, thr, values
     for t, nodes in enumerate(trees):
         if nodes["is_categorical"].any():
             raise ValueError("categorical splits are not exportable")
@@ -133,7 +273,7 @@ def export(model: Fitted) -> dict[str, np.ndarray]:
                 feature[t, pos] = node["feature_idx"]
                 threshold[t, pos] = node["num_threshold"]
                 stack += [(int(node["left"]), 2 * pos + 1, d + 1), (int(node["right"]), 2 * pos + 2, d + 1)]
-    baseline = float(np.asarray(est._baseline_prediction).ravel()[0])
+    baseline = float(np.asarray(est._baseline_prediction).ravel()[0]) + shrink * model.additive.intercept
     return {
         "feature": feature,
         "threshold": threshold,
@@ -174,8 +314,9 @@ def train(
         "raw_columns": list(RAW_COLUMNS),
         "features": list(FEATURE_NAMES),
         "target": "log(price)",
-        "model": "HistGradientBoostingRegressor",
+        "model": "additive splines (ridge, as step functions) + HistGradientBoostingRegressor on the rest",
         "params": {k: v for k, v in PARAMS.items()},
+        "additive": dict(ADDITIVE),
         "n_trees": int(arrays["leaf"].shape[0]),
         "depth": int(np.log2(arrays["leaf"].shape[1])),
         "metrics": split_metrics,
