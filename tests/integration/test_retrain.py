@@ -110,3 +110,30 @@ def test_a_required_margin_refuses_a_challenger_that_is_only_better(aws, seeded,
     assert out["status"] == "refused" and gate["min_improvement"] == 5
     assert gate["challenger"]["mape"] < gate["champion"]["mape"]
     assert registry.read_champion(aws.s3, aws.bucket)[1] == etag
+
+
+def test_a_champion_from_before_a_feature_change_is_replaced(aws, seeded):
+    # After deploying code that computes other features, the champion cannot be served or judged any more: the
+    # next upload is promoted without a comparison, and the report says why.
+    import io
+
+    import numpy as np
+
+    from kcprice.predictor import artifact_bytes, sha256_hex
+
+    pointer, etag = registry.read_champion(aws.s3, aws.bucket)
+    old = aws.s3.get_object(Bucket=aws.bucket, Key=pointer["artifact_key"])["Body"].read()
+    with np.load(io.BytesIO(old), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    meta.update(version=meta["version"] + "-old", features=meta["features"][:-8])
+    blob = artifact_bytes(arrays, meta)
+    meta["artifact_sha256"] = sha256_hex(blob)
+    registry.publish_version(aws.s3, aws.bucket, blob, meta)
+    registry.promote(aws.s3, aws.bucket, meta, etag, {})
+    out = retrain(aws, "incoming/2015.csv", NEWER)
+    gate = get_json(aws, "reports/incoming/2015.csv.json")["gate"]
+    assert out["status"] == "promoted", out
+    assert gate["champion"] is None and gate["first_model"] is False
+    assert "built for" in gate["champion_incompatible"] and meta["version"] in gate["champion_incompatible"]
+    assert registry.read_champion(aws.s3, aws.bucket)[0]["version"] == out["version"]

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from kcprice.errors import ArtifactIntegrityError
+from kcprice.errors import ArtifactIntegrityError, IncompatibleArtifactError
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, LocationGrids, design_matrix, lookup
-from kcprice.predictor import Predictor, sha256_hex
+from kcprice.predictor import Predictor, artifact_bytes, sha256_hex
 from kcprice.schema import House
 from kcprice.training import Steps, _step_trees
 
@@ -103,6 +103,17 @@ def test_tampered_artifact_is_refused(trained):
     blob[-100] ^= 1
     with pytest.raises(ArtifactIntegrityError):
         Predictor.from_bytes(bytes(blob), expected_sha256=trained.meta["artifact_sha256"])
+
+
+def test_an_artifact_built_for_other_features_is_refused(trained):
+    # A model trained before a feature change indexes other columns: scoring it would return wrong prices.
+    with np.load(io.BytesIO(trained.artifact), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    meta["features"] = meta["features"][:-8]
+    with pytest.raises(IncompatibleArtifactError, match=f"built for {len(FEATURE_NAMES) - 8} features"):
+        Predictor.from_bytes(artifact_bytes(arrays, meta))
+    assert Predictor.from_bytes(artifact_bytes(arrays, {**meta, "features": list(FEATURE_NAMES)})).version
 
 
 def test_pickled_arrays_are_refused(trained):

@@ -13,6 +13,10 @@ class ArtifactIntegrityError(KcPriceError):
     """An artifact's bytes do not match the sha256 the registry recorded for them."""
 
 
+class IncompatibleArtifactError(KcPriceError, ValueError):
+    """An artifact built for another feature set than this code computes (a model from before a feature change)."""
+
+
 class ChampionChangedError(KcPriceError):
     """The champion pointer moved while a challenger was being trained (conditional write lost)."""
 

@@ -26,7 +26,7 @@ from kcprice import registry
 from kcprice.config import RetrainSettings
 from kcprice.dataset import Sales, ValidationReport, merge, read_inventory, read_sales
 from kcprice.drift import drift_report
-from kcprice.errors import KcPriceError, NotFoundError
+from kcprice.errors import IncompatibleArtifactError, KcPriceError, NotFoundError
 from kcprice.predictor import Predictor
 from kcprice.storage import WriteStats, batch_put, get_bytes, lost_condition, price_item, put_json
 
@@ -129,9 +129,13 @@ def _retrain(s3, bucket: str, key: str, etag: str, settings: RetrainSettings) ->
     log.info("validated %s: %d sales", key, len(upload))
 
     pointer, champion_etag = registry.read_champion(s3, bucket)
-    champion, base, upload_drift = None, None, None
+    champion, base, upload_drift, incompatible = None, None, None, None
     if pointer:
-        champion = registry.load_version(s3, bucket, pointer)
+        try:
+            champion = registry.load_version(s3, bucket, pointer)
+        except IncompatibleArtifactError as e:  # no code can serve it any more: nothing to judge against
+            incompatible = str(e)
+            log.warning("champion %s is not comparable: %s", pointer["version"], incompatible)
         meta = registry.version_metadata(s3, bucket, pointer["version"])
         base, _ = read_sales(get_bytes(s3, bucket, meta["lineage"]["dataset_key"]))
         pool = merge(base, upload)
@@ -166,7 +170,8 @@ def _retrain(s3, bucket: str, key: str, etag: str, settings: RetrainSettings) ->
         "challenger": challenger_m,
         "champion": champion_m,
         "min_improvement": settings.min_improvement,
-        "first_model": champion_m is None,
+        "first_model": pointer is None,
+        "champion_incompatible": incompatible,
     }
     result.meta["holdout"] = gate
     decision = {

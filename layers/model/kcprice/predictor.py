@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kcprice.features import RAW_COLUMNS, LocationGrids, design_matrix
+from kcprice.features import FEATURE_NAMES, MAP_NAMES, RAW_COLUMNS, LocationGrids, design_matrix
 
 _ARRAYS = ("feature", "threshold", "leaf", "baseline", "grids", "meta")
 _CHUNK = 512  # rows per traversal block: keeps the (rows x trees) index arrays inside the CPU cache
@@ -78,13 +78,15 @@ class Predictor:
             if missing:
                 raise ValueError(f"artifact lacks arrays {sorted(missing)}")
             a = {k: z[k] for k in _ARRAYS}
+        meta = json.loads(str(a["meta"]))
+        _check_compatible(meta, a["grids"])
         return cls(
             feature=a["feature"],
             threshold=a["threshold"],
             leaf=a["leaf"],
             baseline=float(a["baseline"]),
             grids=LocationGrids(a["grids"]),
-            meta=json.loads(str(a["meta"])),
+            meta=meta,
         )
 
     @classmethod
@@ -123,6 +125,20 @@ class Predictor:
     def predict_houses(self, houses) -> list[float]:
         raw = np.array([h.raw_row(self.default_day) for h in houses], dtype=np.float64)
         return self.predict_raw(raw).tolist()
+
+
+def _check_compatible(meta: dict[str, Any], grids: np.ndarray) -> None:
+    """The trees index columns of design_matrix: an artifact built for another feature list would be scored on the
+    wrong columns, so it is refused rather than served."""
+    features, raw_columns = meta.get("features"), meta.get("raw_columns")
+    if features != list(FEATURE_NAMES) or raw_columns != list(RAW_COLUMNS) or grids.shape[0] != len(MAP_NAMES):
+        from kcprice.errors import IncompatibleArtifactError
+
+        raise IncompatibleArtifactError(
+            f"model {meta.get('version')} (kcprice {meta.get('libraries', {}).get('kcprice')}) was built for "
+            f"{len(features or [])} features and {grids.shape[0]} maps; this code computes {len(FEATURE_NAMES)} and "
+            f"{len(MAP_NAMES)}: retrain it with this code"
+        )
 
 
 def save_artifact(path_or_buffer, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
