@@ -34,8 +34,8 @@ GRID_CELL = 0.004
 GRID_LON_RATIO = 1.48
 GRID_BANDWIDTHS = (1.0, 3.0, 8.0)  # Gaussian sigma in cells: ~0.45, 1.3 and 3.6 km
 GRID_PRIOR_WEIGHT = 3.0
-# Context maps (not price): (name, raw column, bandwidth). Density is the share of all sales, so maps fitted on a
-# fold (training rows) and on all rows (serving) are on the same scale.
+# Context maps (not price): (raw column, or "density", and bandwidth). Density is the share of all sales, so maps
+# fitted on a fold (training rows) and on all rows (serving) are on the same scale.
 CONTEXT_MAPS = (("waterfront", 1.0), ("waterfront", 3.0), ("view", 1.0), ("view", 3.0), ("density", 3.0))
 MAP_NAMES = tuple(f"loc_ppsf_s{b:g}" for b in GRID_BANDWIDTHS) + tuple(f"{c}_s{b:g}" for c, b in CONTEXT_MAPS)
 CENTRES = (("seattle", 47.6062, -122.3321), ("bellevue", 47.6101, -122.2015), ("redmond", 47.6740, -122.1210))
@@ -155,12 +155,9 @@ def design_matrix(raw: np.ndarray, grids: LocationGrids) -> np.ndarray:
     np.multiply(latlon[:, :1], _ROTATION[0], out=rotated)
     rotated += latlon[:, 1:] * _ROTATION[1]
     j = k + 4 + _ROTATION.shape[1]
-    for _, c_lat, c_lon in CENTRES:  # squared km: trees only need the order, so no sqrt
-        dy = (latlon[:, 0] - c_lat) * KM_PER_DEGREE[0]
-        dx = (latlon[:, 1] - c_lon) * KM_PER_DEGREE[1]
-        out[:, j] = dy * dy + dx * dx
-        j += 1
-    out[:, j:] = lookup(grids, latlon[:, 0], latlon[:, 1])
+    for i, (_, c_lat, c_lon) in enumerate(CENTRES):
+        out[:, j + i] = _dist2(latlon[:, 0], latlon[:, 1], c_lat, c_lon)
+    out[:, j + len(CENTRES) :] = lookup(grids, latlon[:, 0], latlon[:, 1])
     return out
 
 
@@ -181,6 +178,8 @@ def _design_row(r: list[float], grids: LocationGrids) -> np.ndarray:
     return np.array([r])
 
 
-def _dist2(lat: float, lon: float, c_lat: float, c_lon: float) -> float:
+def _dist2(lat, lon, c_lat: float, c_lon: float):
+    """Squared km to a centre (trees only need the order, so no sqrt). Floats or arrays: one definition, so the
+    one-row and batch paths do the same rounded operations."""
     dy, dx = (lat - c_lat) * KM_PER_DEGREE[0], (lon - c_lon) * KM_PER_DEGREE[1]
     return dy * dy + dx * dx
