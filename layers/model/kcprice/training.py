@@ -221,6 +221,11 @@ def fit(sales: Sales, params: dict[str, Any] | None = None) -> Fitted:
     return Fitted(est, additive, shrink, fit_location_grids(sales.raw, sales.price))
 
 
+def _loss_name(params: dict[str, Any] = PARAMS) -> str:
+    loss = params.get("loss", "squared_error")
+    return f"{loss} {params['quantile']} loss" if loss == "quantile" else f"{loss} loss"
+
+
 def fit_baseline(sales: Sales) -> Callable[[np.ndarray], np.ndarray]:
     """The yardstick from the issue: default HGB on log(price) over the 18 house fields (no sale date)."""
     n = len(FIELDS)
@@ -354,7 +359,8 @@ def train(
         "raw_columns": list(RAW_COLUMNS),
         "features": list(FEATURE_NAMES),
         "target": "log(price)",
-        "model": "additive splines (ridge, as step functions) + HistGradientBoostingRegressor on the rest",
+        "model": f"additive splines (ridge, as step functions) + HistGradientBoostingRegressor ({_loss_name()}) "
+        "on the rest",
         "params": {k: v for k, v in PARAMS.items()},
         "additive": dict(ADDITIVE),
         "n_trees": int(arrays["leaf"].shape[0]),
