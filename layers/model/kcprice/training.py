@@ -39,7 +39,7 @@ PARAMS: dict[str, Any] = dict(
     # (median -1.1% vs squared error, 5-95%: -7% to +4%); one global shift could not (best, -1%: CV 11.02 -> 10.99).
     # 5-fold CV inside the random split's training rows: squared error 11.02, absolute error (the median) 11.01,
     # quantile 0.48/0.46/0.44/0.42/0.40: 10.96/10.90/10.88/10.87/10.88; 0.42 is the flat middle. A rising market
-    # (the temporal split) punishes any step down: 11.46 -> 11.64 there, under its 12.0 target.
+    # (the temporal split) punishes any step down: 11.46 -> 11.64 there (five-seed means), under its 12.0 target.
     loss="quantile",
     quantile=0.42,
     max_iter=600,
