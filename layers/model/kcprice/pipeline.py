@@ -163,7 +163,7 @@ def _retrain(s3, bucket: str, key: str, etag: str, settings: RetrainSettings) ->
     }
     # No default-HGB yardstick per upload: it compares model designs (`kcprice train` prints it), not uploads, and
     # would cost two more fits (~0.5 s of a 10 s budget).
-    result = train(pool.take(~hold), baseline=False, log=log.info, extra_meta={"lineage": lineage})
+    result = train(pool.take(~hold), with_baseline=False, log=log.info, extra_meta={"lineage": lineage})
     challenger_m = _holdout_metrics(result.predictor, reference)
     champion_m = _holdout_metrics(champion, reference) if champion else None
     better = champion_m is None or challenger_m["mape"] < champion_m["mape"] - settings.min_improvement

@@ -186,7 +186,7 @@ def make_estimator(params: dict[str, Any] | None = None) -> HistGradientBoosting
     """The trees' estimator for these parameters (PARAMS by default), with the fast quantile loss."""
     params = dict(params or PARAMS)
     if params.get("loss") == "quantile":
-        params["loss"] = _Pinball(quantile=params.get("quantile", 0.5))
+        params["loss"] = _Pinball(quantile=params["quantile"])  # required with this loss, as in sklearn
     return HistGradientBoostingRegressor(**params)
 
 
@@ -219,11 +219,6 @@ def fit(sales: Sales, params: dict[str, Any] | None = None) -> Fitted:
     shrink = ADDITIVE["shrink"]
     est = make_estimator(params).fit(x, y - shrink * oof)
     return Fitted(est, additive, shrink, fit_location_grids(sales.raw, sales.price))
-
-
-def _loss_name(params: dict[str, Any] = PARAMS) -> str:
-    loss = params.get("loss", "squared_error")
-    return f"{loss} {params['quantile']} loss" if loss == "quantile" else f"{loss} loss"
 
 
 def fit_baseline(sales: Sales) -> Callable[[np.ndarray], np.ndarray]:
@@ -343,23 +338,24 @@ class TrainResult:
 def train(
     sales: Sales,
     evaluate_splits: bool = True,
-    baseline: bool = True,
+    with_baseline: bool = True,
     log: Log = lambda _: None,
     extra_meta: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Evaluate on both splits, fit on everything, export. Returns the artifact bytes and its metadata."""
     t0 = time.perf_counter()
     log(f"training on {len(sales):,} sales (data sha256 {sales.sha256[:12]})")
-    split_metrics = evaluate(sales, with_baseline=baseline, log=log) if evaluate_splits else {}
+    split_metrics = evaluate(sales, with_baseline=with_baseline, log=log) if evaluate_splits else {}
     fitted = fit(sales)
     arrays = export(fitted)
+    loss = PARAMS["loss"] + (f" {PARAMS['quantile']}" if PARAMS["loss"] == "quantile" else "")
     meta = {
         "version": new_version(sales.sha256),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "raw_columns": list(RAW_COLUMNS),
         "features": list(FEATURE_NAMES),
         "target": "log(price)",
-        "model": f"additive splines (ridge, as step functions) + HistGradientBoostingRegressor ({_loss_name()}) "
+        "model": f"additive splines (ridge, as step functions) + HistGradientBoostingRegressor ({loss} loss) "
         "on the rest",
         "params": {k: v for k, v in PARAMS.items()},
         "additive": dict(ADDITIVE),
