@@ -1,0 +1,258 @@
+"""The local AWS endpoint: moto's server in its own process, made to refuse what AWS refuses.
+
+    python -m kclocal.awsd --port 4566 [--journal calls.jsonl]
+
+On 127.0.0.1 (inside the container `make sam-local` runs it in: the container's own address). What it adds to
+moto (each a place where plain moto lets through what AWS refuses):
+- Every request must be signed by an identity that exists (the admin below, or a function's role session), and is
+  allowed only by that identity's IAM policies, evaluated by kclocal.iam: resource ARNs for S3 objects and buckets,
+  DynamoDB tables and SQS queues, and condition keys (s3:prefix). moto's own check ignores conditions and, outside
+  S3, resources.
+- A GET or HEAD of a missing S3 key answers 403 AccessDenied to a caller who may not list that key (s3:ListBucket
+  with s3:prefix = the key, as S3 checks it), and 404 only to one who may.
+- Every call made by a non-admin identity is journaled (principal, action, resources, context, decision) as JSON
+  lines, so tests can check what each function did against its template policy.
+- It says so and exits when its port is taken (instead of waiting forever).
+Routes of its own: POST /_kclocal/reset (every service, then the admin again; moto's /moto-api/reset too),
+GET /_kclocal/health.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# The identity the local stack itself (provisioning, tests, `kcprice-local`) signs with. Local only.
+ADMIN_USER = "kclocal-admin"
+ADMIN_KEY = "AKIAKCLOCALADMIN0001"
+ADMIN_SECRET = "kclocal-admin-secret-not-a-real-key"
+ACCOUNT = "123456789012"
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+_caller = threading.local()  # the identity of the request being served (set by the IAM check)
+
+
+class Journal:
+    def __init__(self, path: str | None):
+        self._file = open(path, "a", buffering=1) if path else None  # noqa: SIM115 - lives as long as the server
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict) -> None:
+        if self._file:
+            with self._lock:
+                self._file.write(json.dumps(entry) + "\n")
+
+
+def _resources(service: str, region: str, account: str, body: bytes, data: dict, default: str) -> list[str]:
+    """The resources a DynamoDB or SQS call acts on, from its request (moto passes '*')."""
+    try:
+        doc = json.loads(body) if body else {}
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    if service == "dynamodb":
+        tables = set()
+        if "TableName" in doc:
+            tables.add(doc["TableName"])
+        tables.update(doc.get("RequestItems", {}))
+        for item in doc.get("TransactItems", []):
+            tables.update(op["TableName"] for op in item.values() if isinstance(op, dict) and "TableName" in op)
+        return [f"arn:aws:dynamodb:{region}:{account}:table/{t}" for t in sorted(tables)] or [default]
+    if service == "sqs":
+        url = doc.get("QueueUrl") or (data.get("QueueUrl") if isinstance(data, dict) else None)
+        if isinstance(url, list):
+            url = url[0]
+        if url:
+            return [f"arn:aws:sqs:{region}:{account}:{url.rstrip('/').rsplit('/', 1)[-1]}"]
+    return [default]
+
+
+def _policy_documents(access_key: Any) -> list[dict | str]:
+    docs: list[dict | str] = []
+    for policy in access_key.collect_policies():
+        if isinstance(policy, str):
+            docs.append(policy)
+        elif isinstance(policy, dict):
+            docs.append(policy["policy_document"])
+        else:  # a managed Policy object: its default version
+            docs.append(next(v.document for v in policy.versions if v.is_default))
+    return docs
+
+
+def patch_moto(journal: Journal) -> None:
+    from moto.iam import access_control
+    from moto.s3 import responses as s3_responses
+    from moto.s3.exceptions import MissingKey, S3AccessDeniedError
+
+    from kclocal import iam
+
+    # HEAD of a version needs s3:GetObjectVersion, as GET does (moto maps every HEAD to GetObject).
+    s3_responses.ACTION_MAP["KEY"]["HEAD"] = {"versionId": "GetObjectVersion", "DEFAULT": "GetObject"}
+
+    def check_action_permitted(self, resource: str) -> None:
+        principal = self._access_key.arn
+        _caller.value = None
+        if principal.endswith(f":user/{ADMIN_USER}"):
+            return
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self._path).query, keep_blank_values=True).items()}
+        context: dict[str, str] = {}
+        if self._service == "s3":
+            resources = [resource]
+            for key in ("prefix", "delimiter", "max-keys"):
+                if key in query:
+                    context[f"s3:{key}"] = query[key]
+        else:
+            resources = _resources(self._service, self._region, self.account_id, self._body, self._data, resource)
+        docs = _policy_documents(self._access_key)
+        decisions = [iam.decide(docs, self._action, r, context) for r in resources]
+        ok = all(d.allowed for d in decisions)
+        journal.write({"t": time.time(), "principal": principal, "action": self._action, "resources": resources,
+                       "context": context, "allowed": ok, "why": [d.reason for d in decisions]})  # fmt: skip
+        if not ok:
+            self._raise_access_denied()
+        _caller.value = (principal, docs)
+
+    access_control.IAMRequestBase.check_action_permitted = check_action_permitted
+
+    # Presigned URLs (query-string authentication): moto's IAM check reads only the Authorization header and fails
+    # with a 500. Here the identity and expiry come from the query, as S3 takes them; an unsigned request is
+    # refused (the bucket is private). The query signature itself is not recomputed.
+    init = access_control.IAMRequestBase.__init__
+    check_signature = access_control.IAMRequestBase.check_signature
+
+    def __init__(self, account_id, method, path, data, body, headers, action):
+        self._presigned = False
+        if "Authorization" in headers:
+            return init(self, account_id, method, path, data, body, headers, action)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+        if "X-Amz-Credential" not in query:
+            raise S3AccessDeniedError()
+        scope = query["X-Amz-Credential"].split("/")
+        signed = time.mktime(time.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")) - time.timezone
+        if time.time() > signed + int(query.get("X-Amz-Expires", "0")):
+            raise S3AccessDeniedError()  # S3 says "Request has expired", with a 403
+        self.account_id, self._method, self._path, self._data, self._body = account_id, method, path, data, body
+        self._headers = dict(headers)
+        if "X-Amz-Security-Token" in query:
+            self._headers["X-Amz-Security-Token"] = query["X-Amz-Security-Token"]
+        self._region, self._service = scope[2], scope[3]
+        self._action = f"{self._service}:{action[0] if isinstance(action, list) else action}"
+        try:
+            self._access_key = access_control.create_access_key(account_id, "aws", scope[0], self._headers)
+        except access_control.CreateAccessKeyFailure:
+            raise S3AccessDeniedError() from None
+        self._presigned = True
+
+    def check_signature_unless_presigned(self):
+        if not self._presigned:
+            check_signature(self)
+
+    access_control.IAMRequestBase.__init__ = __init__
+    access_control.IAMRequestBase.check_signature = check_signature_unless_presigned
+
+    def may_list(bucket: str, key: str) -> bool:
+        caller = getattr(_caller, "value", None)
+        if caller is None:  # the admin (or an unsigned presigned-URL check already refused elsewhere)
+            return True
+        principal, docs = caller
+        context = {"s3:prefix": key}
+        decision = iam.decide(docs, "s3:ListBucket", f"arn:aws:s3:::{bucket}", context)
+        journal.write({"t": time.time(), "principal": principal, "action": "s3:ListBucket",
+                       "resources": [f"arn:aws:s3:::{bucket}"], "context": context, "allowed": decision.allowed,
+                       "why": [decision.reason], "implicit": "missing key"})  # fmt: skip
+        return decision.allowed
+
+    get_key = s3_responses.S3Response._key_response_get
+
+    def _key_response_get(self, query, key_name):
+        try:
+            return get_key(self, query, key_name)
+        except MissingKey:
+            if not may_list(self.bucket_name, key_name):
+                raise S3AccessDeniedError() from None
+            raise
+
+    head_object = s3_responses.S3Response.head_object
+
+    def head(self, bucket_name, query, key_name, headers):
+        status, response_headers, body = head_object(self, bucket_name, query, key_name, headers)
+        if status == 404 and not may_list(bucket_name, key_name):
+            return 403, {}, ""
+        return status, response_headers, body
+
+    s3_responses.S3Response._key_response_get = _key_response_get
+    s3_responses.S3Response.head_object = head
+
+
+def create_admin() -> None:
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[ACCOUNT]["aws"]
+    if ADMIN_USER in backend.users:
+        return
+    backend.create_user("us-east-1", ADMIN_USER)
+    backend.put_user_policy(ADMIN_USER, "admin", json.dumps(ADMIN_POLICY))
+    key = backend.create_access_key(ADMIN_USER)
+    backend.access_keys.pop(key.physical_resource_id, None)
+    key.access_key_id, key.secret_access_key = ADMIN_KEY, ADMIN_SECRET
+    backend.access_keys[ADMIN_KEY] = key
+
+
+def make_app():
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in ("/_kclocal/reset", "/moto-api/reset"):
+            from moto.moto_api._internal.models import moto_api_backend
+
+            moto_api_backend.reset()  # every backend, IAM included: the admin is created again
+            create_admin()
+            start_response("200 OK", [("content-type", "application/json")])
+            return [b'{"reset": true}']
+        if path == "/_kclocal/health":
+            start_response("200 OK", [("content-type", "application/json")])
+            return [b'{"status": "ok"}']
+        return moto_app(environ, start_response)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kclocal.awsd", description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=4566)
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 only inside a container (make sam-local)")
+    p.add_argument("--journal", help="append every non-admin call here as JSON lines")
+    args = p.parse_args(argv)
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"  # moto reads it at import: every request is authorized
+    import logging
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    patch_moto(Journal(args.journal))
+    create_admin()
+    try:
+        server = make_server(args.host, args.port, make_app(), threaded=True, request_handler=MotoRequestHandler)
+    except OSError as e:
+        print(f"kclocal.awsd: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 3
+    print(f"READY {server.server_address[1]}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
