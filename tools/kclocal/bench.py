@@ -186,20 +186,24 @@ def handler_section(results: dict, model, sales) -> None:
     import io
     import os
 
-    import boto3
     import joblib
 
-    from kclocal import stack as local
     from kclocal import template
     from kclocal.data import inventory
+    from kclocal.lambdas import environment_variables
+    from kclocal.stack import Awsd, provision, session
     from kcprice import pipeline, registry
 
-    spec = template.load()
-    server, endpoint = local.start_moto()
+    awsd = Awsd()
     try:
-        local.configure_environment(endpoint, spec)
-        local.provision(spec)
-        s3 = boto3.client("s3")
+        endpoint = awsd.endpoint
+        spec = template.load(parameters={"AwsEndpointUrl": endpoint}, endpoint=endpoint)
+        creds = provision(spec, endpoint, notifications=False).credentials
+
+        def client(service: str, function: str | None = None):
+            return session(endpoint, creds[function] if function else None).client(service, endpoint_url=endpoint)
+
+        s3 = client("s3")
         registry.publish_version(s3, spec.bucket, model.artifact, model.meta)
         registry.promote(s3, spec.bucket, model.meta, None, {})
         buf = io.BytesIO()
@@ -207,11 +211,17 @@ def handler_section(results: dict, model, sales) -> None:
         s3.put_object(Bucket=spec.bucket, Key="bench/model.joblib", Body=buf.getvalue())
         sk_code = SKLEARN_HANDLER.format(bucket=spec.bucket, day=model.predictor.default_day)
         event_path = str(ROOT / "events" / "predict_post.json")
-        # Like Lambda: the function's CodeUri and the layer's package on the path, the template's environment.
-        path = os.pathsep.join([str(ROOT / "functions" / "predict"), str(ROOT / "layers" / "model")])
-        env = {**os.environ, **spec.functions["PredictFunction"].env, "PYTHONPATH": path}
+        # Like Lambda: the function's CodeUri and the layer's package on the path, the function's own environment
+        # and role (the sklearn reference reads its model with the admin identity).
+        fn = spec.functions["PredictFunction"]
+        path = os.pathsep.join([str(fn.code_dir), *(str(p) for p in fn.layer_paths)])
+        env = {**environment_variables(fn, "kc-price-PredictFunction", spec.region, creds[fn.name], 1),
+               "PYTHONPATH": path, "PATH": os.environ["PATH"]}  # fmt: skip
+        sk_env = {**env, "AWS_ACCESS_KEY_ID": "AKIAKCLOCALADMIN0001",
+                  "AWS_SECRET_ACCESS_KEY": "kclocal-admin-secret-not-a-real-key"}  # fmt: skip
+        sk_env.pop("AWS_SESSION_TOKEN", None)
 
-        def cold(load: str) -> float:
+        def cold(load: str, env: dict) -> float:
             code = COLD_HANDLER.format(load=load, event=event_path)
             err = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stderr
             line = [ln for ln in err.splitlines() if ln.startswith("COLD ")]
@@ -221,15 +231,15 @@ def handler_section(results: dict, model, sales) -> None:
 
         ours, theirs = [], []
         for _ in range(5):
-            ours.append(cold("from app import handler"))
-            theirs.append(cold(sk_code + "\nhandler = sk_handler"))
+            ours.append(cold("from app import handler", env))
+            theirs.append(cold(sk_code + "\nhandler = sk_handler", sk_env))
         results["handler_cold_start_s"] = {"kcprice": statistics.median(ours), "sklearn": statistics.median(theirs),
                                            "ratio": statistics.median(ours) / statistics.median(theirs)}  # fmt: skip
 
         # Warm: the real handler vs the sklearn one, JSON event -> JSON response, each in its own process as in
         # Lambda (one handler per execution environment), blocks alternating so both see the same machine load.
         ours_w = Worker(WARM_WORKER.format(load="from app import handler", event=event_path), env)
-        theirs_w = Worker(WARM_WORKER.format(load=sk_code + "\nhandler = sk_handler", event=event_path), env)
+        theirs_w = Worker(WARM_WORKER.format(load=sk_code + "\nhandler = sk_handler", event=event_path), sk_env)
         try:
             blocks = [(ours_w(100), theirs_w(100)) for _ in range(30)]
         finally:
@@ -244,8 +254,11 @@ def handler_section(results: dict, model, sales) -> None:
 
         # Precompute into the local DynamoDB vs boto3's own batch_writer, same items, alternating.
         s3.put_object(Bucket=spec.bucket, Key="inventory/houses.csv", Body=inventory())
-        ddb = boto3.client("dynamodb")
-        table = boto3.resource("dynamodb").Table(spec.table)
+        ddb = client("dynamodb", "PrecomputeFunction")
+        pre_s3 = client("s3", "PrecomputeFunction")
+        table = (
+            session(endpoint, creds["PrecomputeFunction"]).resource("dynamodb", endpoint_url=endpoint).Table(spec.table)
+        )
         predictor = model.predictor
         from decimal import Decimal
 
@@ -267,7 +280,7 @@ def handler_section(results: dict, model, sales) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             for _ in range(2):
                 t = time.perf_counter()
-                out = pipeline.precompute(s3, ddb, spec.bucket, spec.table, "inventory/houses.csv", 30)
+                out = pipeline.precompute(pre_s3, ddb, spec.bucket, spec.table, "inventory/houses.csv", 30)
                 ours_rate.append(out.items / (time.perf_counter() - t))
                 t = time.perf_counter()
                 raw_writer()
@@ -278,17 +291,21 @@ def handler_section(results: dict, model, sales) -> None:
                                              "items": len(rows), "goal_ratio": 0.8}  # fmt: skip
 
         # Retrain end to end on the full data: a fresh registry, the whole CSV uploaded to incoming/.
+        from unittest import mock
+
         from kcprice.config import RetrainSettings
 
+        with mock.patch.dict(os.environ, spec.functions["RetrainFunction"].env, clear=True):
+            settings = RetrainSettings()
         s3.delete_object(Bucket=spec.bucket, Key=registry.CHAMPION_KEY)
         etag = s3.put_object(Bucket=spec.bucket, Key="incoming/full.csv", Body=DATA.read_bytes())["ETag"]
         t = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            out = pipeline.retrain(s3, spec.bucket, "incoming/full.csv", etag, RetrainSettings())
+            out = pipeline.retrain(client("s3", "RetrainFunction"), spec.bucket, "incoming/full.csv", etag, settings)
         results["retrain_full_s"] = {"seconds": time.perf_counter() - t, "status": out.status, "rows": len(sales),
                                      "goal": 10.0}  # fmt: skip
     finally:
-        server.stop()
+        awsd.stop()
 
 
 def sizes_section(results: dict) -> None:

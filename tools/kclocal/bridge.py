@@ -34,8 +34,6 @@ class Bridge:
         self._invoke = invoke
         self.statuses: Counter[int] = Counter()  # every response by status code, for fuzzing and load reports
         self._stats_lock = threading.Lock()
-        # One execution environment per function: Powertools' resolver keeps per-request state on the app.
-        self._locks: dict[str, threading.Lock] = {f: threading.Lock() for _, _, _, f in self.routes}
         bridge = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,9 +72,8 @@ class Bridge:
                 event = http_event(req.command, path, route_key, body, dict(req.headers.items()), query,
                                    m.groupdict() or None)  # fmt: skip
                 try:
-                    with self._locks[function]:
-                        resp = self._invoke(function, event)
-                except Exception:  # a crashed invocation: API Gateway answers 500, so does the bridge
+                    resp = self._invoke(function, event)
+                except Exception:  # a crashed or throttled invocation: API Gateway answers 500, so does the bridge
                     log.exception("%s failed on %s", function, route_key)
                     return self._send(req, 500, {"content-type": "application/json"},
                                       b'{"message":"Internal Server Error"}')  # fmt: skip

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 from kclocal.events import EXAMPLE_HOUSE, LOCAL_BUCKET
 
 DEFAULT_AWS_PORT = 4566
-DEFAULT_API_PORT = 3000
+DEFAULT_API_PORT = 4567  # not 3000: that is `sam local start-api`'s default
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -51,12 +50,21 @@ Ctrl-C stops everything.""",
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from kclocal.demo import run_story
-    from kclocal.stack import FAKE_CREDENTIALS
 
-    for k, v in FAKE_CREDENTIALS.items():
-        os.environ.setdefault(k, v)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     run_story(args.api, args.endpoint, args.bucket, args.table)
+    return 0
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    """A session of a function's role on the local endpoint, as shell exports (for `sam local` by hand)."""
+    from kclocal.stack import session
+
+    admin = session(args.endpoint)
+    c = admin.client("sts", endpoint_url=args.endpoint).assume_role(
+        RoleArn=f"arn:aws:iam::123456789012:role/{args.function}Role", RoleSessionName=args.function
+    )["Credentials"]
+    print(f"export AWS_ACCESS_KEY_ID={c['AccessKeyId']} AWS_SECRET_ACCESS_KEY={c['SecretAccessKey']} "
+          f"AWS_SESSION_TOKEN={c['SessionToken']} AWS_DEFAULT_REGION=us-east-1")  # fmt: skip
     return 0
 
 
@@ -102,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--bucket", default=LOCAL_BUCKET)
     demo.add_argument("--table", default="kc-price-PredictionsTable")
     demo.set_defaults(func=cmd_demo)
+    cr = sub.add_parser("credentials", help="print exports of a function's role credentials on the local endpoint")
+    cr.add_argument("function", choices=["PredictFunction", "PrecomputeFunction", "RetrainFunction"])
+    cr.add_argument("--endpoint", default=f"http://127.0.0.1:{DEFAULT_AWS_PORT}")
+    cr.set_defaults(func=cmd_credentials)
     load = sub.add_parser("load", help="headless locust run (default: a fresh local stack on loopback)")
     load.add_argument("--host", help="API base URL; default: start a local stack")
     load.add_argument("--users", type=int, default=10)

@@ -13,6 +13,7 @@ import requests
 
 from kclocal import data
 from kclocal.events import EXAMPLE_HOUSE
+from kclocal.stack import session as local_session
 from kcprice.errors import NotFoundError
 from kcprice.storage import get_json
 
@@ -38,8 +39,10 @@ def _s3_json(s3, bucket: str, key: str) -> dict | None:
 
 def run_story(api: str, endpoint: str | None, bucket: str, table: str, timeout: float = 300,
               say: Callable[[str], None] = print) -> dict:  # fmt: skip
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    ddb = boto3.client("dynamodb", endpoint_url=endpoint)
+    # The local stack's admin identity for the local endpoint; the default credentials for a deployed stack.
+    aws = local_session(endpoint) if endpoint else boto3.Session()
+    s3 = aws.client("s3", endpoint_url=endpoint)
+    ddb = aws.client("dynamodb", endpoint_url=endpoint)
     http = requests.Session()
     out: dict[str, Any] = {}
 

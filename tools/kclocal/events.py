@@ -13,10 +13,12 @@ import time
 import uuid
 from pathlib import Path
 
+from kclocal.data import SEED_BEFORE
+
 LOCAL_ACCOUNT = "123456789012"
 LOCAL_REGION = "us-east-1"
 LOCAL_STACK = "kc-price"
-LOCAL_BUCKET = f"{LOCAL_STACK}-data-{LOCAL_ACCOUNT}"
+LOCAL_BUCKET = f"{LOCAL_STACK}-data-{LOCAL_ACCOUNT}-{LOCAL_REGION}"
 
 
 def http_event(
@@ -77,7 +79,8 @@ def _is_text(raw: bytes) -> bool:
         return False
 
 
-def s3_event(bucket: str, key: str, etag: str, size: int, event_name: str = "ObjectCreated:Put") -> dict:
+def s3_event(bucket: str, key: str, etag: str, size: int, event_name: str = "ObjectCreated:Put",
+             version_id: str | None = None) -> dict:  # fmt: skip
     from urllib.parse import quote_plus
 
     return {
@@ -103,6 +106,7 @@ def s3_event(bucket: str, key: str, etag: str, size: int, event_name: str = "Obj
                         "key": quote_plus(key, safe="/"),
                         "size": size,
                         "eTag": etag.strip('"'),
+                        **({"versionId": version_id} if version_id else {}),
                         "sequencer": f"{time.time_ns():X}",
                     },
                 },
@@ -147,7 +151,7 @@ def write_all(folder: Path) -> list[Path]:
         "precompute_champion_changed.json": s3_event(LOCAL_BUCKET, "models/champion.json", "0" * 32, 512),
         "precompute_schedule.json": schedule_event(),
         "precompute_on_demand.json": {"inventory_key": "inventory/houses.csv"},
-        "retrain_upload.json": s3_event(LOCAL_BUCKET, "incoming/sales-2015-03.csv", "0" * 32, 1_000_000),
+        "retrain_upload.json": s3_event(LOCAL_BUCKET, f"incoming/sales-before-{SEED_BEFORE}.csv", "0" * 32, 1_000_000),
     }  # fmt: skip
     folder.mkdir(exist_ok=True)
     paths = []

@@ -1,81 +1,156 @@
-"""The local AWS-compatible stack: a moto server on 127.0.0.1, provisioned from template.yaml.
+"""The local stack: the whole system on 127.0.0.1, provisioned from template.yaml, failing where AWS would fail.
 
-S3 notifications that the template sends to Lambda are sent to SQS queues here (one per function) and polled,
-so an upload reaches the real handler as a real S3 event. Nothing here runs in AWS.
+    awsd (kclocal.awsd)      S3, DynamoDB, SQS, IAM, STS: moto in its own process, every call checked against the
+                             caller's IAM policies, S3's 403 for a missing key the caller may not list
+    functions (kclocal.lambdas)
+                             each execution environment its own process with only its function's environment
+                             variables and its own role's credentials; timeouts, concurrency, async retries and
+                             the failure destination as Lambda has them
+    S3 notifications         S3 -> an SQS queue per function (moto) -> asynchronous invocation
+    HTTP API (kclocal.bridge) HTTP on localhost -> API Gateway v2 events -> synchronous invocation
+
+Nothing here runs in AWS.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from types import SimpleNamespace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
+import requests
 
 from kclocal import template
-from kclocal.events import LOCAL_REGION
+from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
+from kclocal.events import LOCAL_REGION, schedule_event
+from kclocal.lambdas import FunctionError, Lambdas, environment_variables
 
 log = logging.getLogger("kclocal")
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+ADMIN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": ADMIN_KEY, "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET}
 
 
-def start_moto(port: int = 0):
-    """moto's threaded server on loopback only; returns (server, endpoint_url)."""
-    from moto.server import ThreadedMotoServer
+class Awsd:
+    """The local AWS endpoint, a child process (see kclocal.awsd)."""
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    host, real_port = server.get_host_and_port()
-    return server, f"http://{host}:{real_port}"
+    def __init__(self, port: int = 0, journal: Path | None = None, startup_timeout: float = 120):
+        cmd = [sys.executable, "-m", "kclocal.awsd", "--port", str(port)]
+        if journal is not None:
+            cmd += ["--journal", str(journal)]
+        self.journal = journal
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "PYTHONPATH": _pythonpath()})  # fmt: skip
+        line = _readline(self.proc, startup_timeout)
+        if not line.startswith("READY "):
+            self.proc.kill()
+            err = (self.proc.stderr.read() if self.proc.stderr else "").strip().splitlines()
+            raise OSError(err[-1] if err else f"the local AWS endpoint did not start ({line!r})")
+        self.port = int(line.split()[1])
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._drain, daemon=True, name="awsd-stderr").start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr or []:
+            if "Traceback" in line or "Error" in line:
+                log.debug("awsd: %s", line.rstrip())
+
+    def deploy(self, parameters: dict[str, str]) -> None:
+        """`sam deploy --parameter-overrides`: the functions get their new configuration in new environments."""
+        self.parameters = {**self.parameters, **parameters}
+        self.spec = template.load(parameters={**self.parameters, "AwsEndpointUrl": self.endpoint},
+                                  endpoint=self.endpoint)  # fmt: skip
+        self.lambdas.functions.update(self.spec.functions)
+        self.lambdas.recycle()
+
+    def reset(self) -> None:
+        requests.post(f"{self.endpoint}/_kclocal/reset", timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
-def configure_environment(endpoint: str, spec: template.Stack) -> None:
-    """What a Lambda would get from its configuration: endpoint, region, credentials, template env vars."""
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
-    os.environ["AWS_REGION"] = LOCAL_REGION
-    for fn in spec.functions.values():
-        os.environ.update({k: v for k, v in fn.env.items() if k != "POWERTOOLS_SERVICE_NAME"})
+def _pythonpath() -> str:
+    here = Path(__file__).resolve().parents[1]
+    return os.pathsep.join([str(here), str(template.ROOT / "layers" / "model"), os.environ.get("PYTHONPATH", "")])
 
 
-def provision(spec: template.Stack) -> dict[str, str]:
-    """Create the bucket, table and notification queues the template declares. Returns function -> queue URL."""
-    s3, ddb, sqs = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("sqs")
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    box: list[str] = []
+    t = threading.Thread(target=lambda: box.append(proc.stdout.readline() if proc.stdout else ""), daemon=True)
+    t.start()
+    t.join(timeout)
+    return box[0].strip() if box else ""
+
+
+def session(endpoint: str, credentials: dict[str, str] | None = None) -> boto3.Session:
+    c = credentials or ADMIN_CREDENTIALS
+    return boto3.Session(aws_access_key_id=c["AWS_ACCESS_KEY_ID"], aws_secret_access_key=c["AWS_SECRET_ACCESS_KEY"],
+                         aws_session_token=c.get("AWS_SESSION_TOKEN"), region_name=LOCAL_REGION)  # fmt: skip
+
+
+@dataclass
+class Provisioned:
+    credentials: dict[str, dict[str, str]]  # function -> its role session's credentials
+    notify_queues: dict[str, str]  # function -> URL of the queue S3 notifies for it
+
+
+def provision(spec: template.Stack, endpoint: str, notifications: bool = True) -> Provisioned:
+    """Create what the template declares: the bucket, tables and queues, each function's role with its policies
+    (as SAM expands them) and a session of it, and (unless told not to) the bucket's notifications."""
+    admin = session(endpoint)
+    s3, ddb, sqs = (admin.client(s, endpoint_url=endpoint) for s in ("s3", "dynamodb", "sqs"))
+    iam, sts = admin.client("iam", endpoint_url=endpoint), admin.client("sts", endpoint_url=endpoint)
     s3.create_bucket(Bucket=spec.bucket)
-    s3.put_bucket_versioning(Bucket=spec.bucket, VersioningConfiguration={"Status": "Enabled"})
-    tp = spec.table_properties
-    ddb.create_table(
-        TableName=spec.table,
-        BillingMode=tp["BillingMode"],
-        AttributeDefinitions=tp["AttributeDefinitions"],
-        KeySchema=tp["KeySchema"],
-    )
-    if "TimeToLiveSpecification" in tp:
-        ddb.update_time_to_live(TableName=spec.table, TimeToLiveSpecification=tp["TimeToLiveSpecification"])
+    bucket = next(r for r in spec.cfn["Resources"].values() if r["Type"] == "AWS::S3::Bucket")["Properties"]
+    if bucket.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+        s3.put_bucket_versioning(Bucket=spec.bucket, VersioningConfiguration={"Status": "Enabled"})
+    for t in spec.tables.values():
+        ddb.create_table(TableName=t.name, BillingMode=t.properties["BillingMode"],
+                         AttributeDefinitions=t.properties["AttributeDefinitions"],
+                         KeySchema=t.properties["KeySchema"])  # fmt: skip
+        if "TimeToLiveSpecification" in t.properties:
+            ddb.update_time_to_live(TableName=t.name, TimeToLiveSpecification=t.properties["TimeToLiveSpecification"])
+    for name in spec.queues.values():
+        sqs.create_queue(QueueName=name)
+    credentials = {}
+    for fn in spec.functions.values():
+        trust = spec.resolve(spec.cfn["Resources"][fn.role]["Properties"]["AssumeRolePolicyDocument"])
+        iam.create_role(RoleName=fn.role, AssumeRolePolicyDocument=json.dumps(trust))
+        for i, doc in enumerate(fn.policies):
+            # IAM defaults a policy without Version to 2008-10-17; moto insists on one. Same meaning here.
+            iam.put_role_policy(RoleName=fn.role, PolicyName=f"policy{i}",
+                                PolicyDocument=json.dumps({"Version": "2012-10-17", **doc}))  # fmt: skip
+        c = sts.assume_role(RoleArn=f"arn:aws:iam::{spec.account}:role/{fn.role}", RoleSessionName=fn.name)
+        c = c["Credentials"]
+        credentials[fn.name] = {"AWS_ACCESS_KEY_ID": c["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
+                                "AWS_SESSION_TOKEN": c["SessionToken"]}  # fmt: skip
     queues: dict[str, str] = {}
     configs = []
-    for n in spec.notifications:
-        if n.function not in queues:
-            queues[n.function] = sqs.create_queue(QueueName=f"local-{n.function}")["QueueUrl"]
+    for n in spec.notifications if notifications else []:
+        if n.function not in queues:  # plumbing of the local stack, not of the template
+            queues[n.function] = sqs.create_queue(QueueName=f"kclocal-notify-{n.function}")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=queues[n.function], AttributeNames=["QueueArn"])["Attributes"]
         rules = [{"Name": k, "Value": v} for k, v in (("prefix", n.prefix), ("suffix", n.suffix)) if v]
         configs.append({"QueueArn": arn["QueueArn"], "Events": n.events, "Filter": {"Key": {"FilterRules": rules}}})
     s3.put_bucket_notification_configuration(
         Bucket=spec.bucket, NotificationConfiguration={"QueueConfigurations": configs}
     )
-    return queues
+    return Provisioned(credentials, queues)
 
 
 def complete_s3_event(event: dict) -> dict:
@@ -89,157 +164,148 @@ def complete_s3_event(event: dict) -> dict:
     return event
 
 
-def cold_start() -> None:
-    """Forget every handler's cached settings, clients and model, as new execution environments would."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith("functions.") and hasattr(module, "runtime"):
-            module.runtime.cache_clear()
-
-
-def handler_of(spec: template.Stack, function: str) -> Callable[[dict, Any], Any]:
-    """Load the handler from the function's CodeUri, as Lambda does, whatever the current directory is."""
-    fn = spec.functions[function]
-    module = sys.modules.get(fn.module)
-    if module is None:
-        path = template.ROOT / fn.module.replace(".", "/")
-        spec_ = importlib.util.spec_from_file_location(fn.module, path.with_suffix(".py"))
-        module = importlib.util.module_from_spec(spec_)
-        sys.modules[fn.module] = module
-        spec_.loader.exec_module(module)
-    return getattr(module, fn.handler)
-
-
-def lambda_context(function: str) -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name=function,
-        function_version="$LATEST",
-        invoked_function_arn=f"arn:aws:lambda:{LOCAL_REGION}:123456789012:function:{function}",
-        memory_limit_in_mb=1024,
-        aws_request_id=str(uuid.uuid4()),
-        log_group_name=f"/aws/lambda/{function}",
-        log_stream_name="local",
-        get_remaining_time_in_millis=lambda: 900_000,
-    )
-
-
-def invoke(spec: template.Stack, function: str, event: dict) -> Any:
-    """Call a function's real handler the way Lambda would, with its template environment."""
-    fn = spec.functions[function]
-    os.environ["POWERTOOLS_SERVICE_NAME"] = fn.env.get("POWERTOOLS_SERVICE_NAME", function)
-    return handler_of(spec, function)(event, lambda_context(function))
-
-
-@dataclass
-class Poller:
-    """Delivers S3 notifications from the local queues to the real handlers, one at a time per function
-    (like reserved concurrency 1). A failed invocation is retried twice, like Lambda's async retries."""
-
-    spec: template.Stack
-    queues: dict[str, str]
-    endpoint: str  # this stack's own endpoint: never follow AWS_ENDPOINT_URL to another stack's queues
-    on_result: Callable[[str, dict, Any], None] = lambda fn, event, result: None
-    max_attempts: int = 3
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def _sqs(self):
-        if not hasattr(self, "_client"):
-            self._client = boto3.client("sqs", endpoint_url=self.endpoint)
-        return self._client
-
-    def start(self) -> None:
-        for function, url in self.queues.items():
-            t = threading.Thread(target=self._loop, args=(function, url), name=f"poll-{function}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
-
-    def _loop(self, function: str, url: str) -> None:
-        while not self._stop.is_set():
-            try:
-                self._deliver(function, url, wait=1)
-            except Exception:  # keep polling: the failure is logged with its event
-                log.exception("poller for %s", function)
-                time.sleep(1)
-
-    def _deliver(self, function: str, url: str, wait: int) -> int:
-        sqs = self._sqs()
-        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get("Messages", [])
-        handled = 0
-        for m in msgs:
-            event = json.loads(m["Body"])
-            if "Records" in event:  # skip s3:TestEvent
-                event = complete_s3_event(event)
-                self.on_result(function, event, self._invoke_with_retries(function, event))
-                handled += 1
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        return handled
-
-    def _invoke_with_retries(self, function: str, event: dict) -> Any:
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return invoke(self.spec, function, event)
-            except Exception as e:
-                log.error("%s failed (attempt %d/%d): %s", function, attempt, self.max_attempts, e)
-                if attempt == self.max_attempts:
-                    return {"error": str(e)}
-                time.sleep(0.5 * attempt)
-        return None
+def _rate_seconds(expression: str) -> float | None:
+    m = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if not m:
+        return None  # cron(...) schedules are not run locally
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[m[2].rstrip("s")]
+    return int(m[1]) * unit
 
 
 class LocalStack:
-    """The whole system on 127.0.0.1: moto (S3, DynamoDB, SQS), pollers delivering S3 events to the retrain and
-    precompute handlers, and the HTTP bridge in front of the predict handler."""
+    """The whole system on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, aws_port: int = 0, api_port: int = 0, parameters: dict[str, str] | None = None,
-                 say: Callable[[str], None] = print):  # fmt: skip
+                 say: Callable[[str], None] = print, retry_delays: tuple[float, ...] | None = None,
+                 log_dir: Path | None = None, journal: Path | None = None, threads: int = 1,
+                 echo_logs: bool = False, notifications: bool = True):  # fmt: skip
         self.aws_port, self.api_port, self.say = aws_port, api_port, say
         self.parameters = parameters or {}
+        self._deployed_with = dict(self.parameters)
+        self.retry_delays, self.threads, self.echo_logs = retry_delays, threads, echo_logs
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="kclocal-logs-"))
+        self.journal, self.notifications = journal, notifications
         self.events: list[tuple[str, Any]] = []
         self._done = threading.Condition()
+        self._stop = threading.Event()
 
+    # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
         from kclocal.bridge import Bridge
 
-        self.spec = template.load(parameters=self.parameters)
-        self.server, self.endpoint = start_moto(self.aws_port)
-        configure_environment(self.endpoint, self.spec)
-        cold_start()
-        self.queues = provision(self.spec)
-        self.poller = Poller(self.spec, self.queues, self.endpoint, on_result=self._on_result)
-        self.poller.start()
-        self.bridge = Bridge(self.spec.routes(), lambda fn, ev: invoke(self.spec, fn, ev), self.api_port).start()
-        self.s3 = boto3.client("s3")
+        self.awsd = Awsd(self.aws_port, self.journal)
+        try:
+            self.endpoint = self.awsd.endpoint
+            self.spec = template.load(parameters={**self.parameters, "AwsEndpointUrl": self.endpoint},
+                                      endpoint=self.endpoint)  # fmt: skip
+            self.admin = session(self.endpoint)
+            self.s3 = self.admin.client("s3", endpoint_url=self.endpoint)
+            self.provisioned = provision(self.spec, self.endpoint, self.notifications)
+            kwargs = {"retry_delays": self.retry_delays} if self.retry_delays else {}
+            self.lambdas = Lambdas(self.spec.functions, self._environment, self._send_failure, self.log_dir,
+                                   echo=self.say if self.echo_logs else None, **kwargs).start()  # fmt: skip
+            for function, url in self.provisioned.notify_queues.items():
+                threading.Thread(target=self._poll, args=(function, url), daemon=True, name=f"s3-{function}").start()
+            for fn in self.spec.functions.values():
+                if fn.schedule and (every := _rate_seconds(fn.schedule)):
+                    threading.Thread(target=self._schedule, args=(fn.name, every), daemon=True).start()
+            self.bridge = Bridge(self.spec.routes(), self.lambdas.invoke, self.api_port).start()
+        except BaseException:
+            self.stop()
+            raise
         self.say(f"local AWS endpoint  {self.endpoint}  (bucket {self.spec.bucket}, table {self.spec.table})")
         self.say(f"HTTP API            {self.bridge.url}  (Swagger UI: {self.bridge.url}/swagger)")
         return self
 
     def stop(self) -> None:
-        self.poller.stop()
-        self.bridge.stop()
-        self.server.stop()
+        self._stop.set()
+        for part in ("bridge", "lambdas", "awsd"):
+            if hasattr(self, part):
+                getattr(self, part).stop()
+
+    def deploy(self, parameters: dict[str, str]) -> None:
+        """`sam deploy --parameter-overrides`: the functions get their new configuration in new environments."""
+        self.parameters = {**self.parameters, **parameters}
+        self.spec = template.load(parameters={**self.parameters, "AwsEndpointUrl": self.endpoint},
+                                  endpoint=self.endpoint)  # fmt: skip
+        self.lambdas.functions.update(self.spec.functions)
+        self.lambdas.recycle()
+
+    def reset(self) -> None:
+        """Empty every service and provision again, with new function environments (tests)."""
+        if self.parameters != self._deployed_with:
+            self.parameters = {}
+            self.deploy(self._deployed_with)
+        self.lambdas.recycle()
+        self.awsd.reset()
+        self.provisioned = provision(self.spec, self.endpoint, self.notifications)
+        with self._done:
+            self.events.clear()
+
+    # --- functions ------------------------------------------------------------------------------------------
+    def _environment(self, fn: template.Function) -> dict[str, str]:
+        return environment_variables(fn, f"{self.spec.name}-{fn.name}", self.spec.region,
+                                     self.provisioned.credentials[fn.name], self.threads)  # fmt: skip
+
+    def _send_failure(self, fn: template.Function, record: dict) -> None:
+        """Lambda delivers the failure record with the function's execution role."""
+        sqs = self.client("sqs", fn.name)
+        queue = fn.on_failure.rsplit(":", 1)[-1] if fn.on_failure else ""
+        sqs.send_message(QueueUrl=f"{self.endpoint}/{self.spec.account}/{queue}", MessageBody=json.dumps(record))
+
+    def client(self, service: str, function: str | None = None):
+        """A boto3 client of the local endpoint, as the admin or as a function's role."""
+        creds = self.provisioned.credentials[function] if function else None
+        return session(self.endpoint, creds).client(service, endpoint_url=self.endpoint)
+
+    def invoke(self, function: str, event: Any) -> Any:
+        return self.lambdas.invoke(function, event)
+
+    def _poll(self, function: str, url: str) -> None:
+        sqs = self.client("sqs")
+        while not self._stop.is_set():
+            try:
+                msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                           VisibilityTimeout=43_200).get("Messages", [])  # fmt: skip
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("S3 notification queue of %s", function)
+                    time.sleep(1)
+                continue
+            for m in msgs:
+                event = json.loads(m["Body"])
+                if "Records" not in event:  # s3:TestEvent
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                    continue
+
+                def done(result: Any, error: FunctionError | None, m=m, event=event) -> None:
+                    self._on_result(function, event, result if error is None else {"error": str(error)})
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+                self.lambdas.invoke_async(function, complete_s3_event(event), on_done=done)
+
+    def _schedule(self, function: str, every: float) -> None:
+        while not self._stop.wait(every):
+            self.lambdas.invoke_async(function, schedule_event())
 
     def _on_result(self, function: str, event: dict, result: Any) -> None:
-        key = event["Records"][0]["s3"]["object"]["key"]
+        key = unquote_plus(event["Records"][0]["s3"]["object"]["key"])
         self.say(f"[{function}] {key} -> {json.dumps(result, default=str)[:300]}")
         with self._done:
             self.events.append((function, result))
             self._done.notify_all()
 
-    def wait_for(self, function: str, count: int, timeout: float = 300) -> list[Any]:
-        """Block until `function` has handled `count` events in total; returns their results."""
+    def wait_for(self, function: str, count: int, timeout: float = 900) -> list[Any]:
+        """Block until `function` has finished `count` S3 events in total (each after its retries); their results."""
         with self._done:
             ok = self._done.wait_for(lambda: sum(f == function for f, _ in self.events) >= count, timeout)
         if not ok:
             raise TimeoutError(f"{function} handled fewer than {count} events in {timeout}s")
-        return [r for f, r in self.events if f == function]
+        with self._done:
+            return [r for f, r in self.events if f == function]
 
-    def upload(self, key: str, body: bytes) -> None:
-        self.s3.put_object(Bucket=self.spec.bucket, Key=key, Body=body)
+    def upload(self, key: str, body: bytes) -> dict:
+        return self.s3.put_object(Bucket=self.spec.bucket, Key=key, Body=body)
 
     def seed(self) -> None:
         """First start: inventory + the sales before SEED_BEFORE -> the first model -> precomputed prices."""
@@ -251,7 +317,7 @@ class LocalStack:
         self.say("empty registry: seeding the inventory and the first sales file")
         self.upload("inventory/houses.csv", data.inventory())
         self.upload(f"incoming/sales-before-{data.SEED_BEFORE}.csv", data.by_date(before=data.SEED_BEFORE))
-        self.say("training the first model (retrain handler) ...")
+        self.say("training the first model (retrain function) ...")
         (retrain,) = self.wait_for("RetrainFunction", 1)
         if "outcomes" not in retrain or retrain["outcomes"][0]["status"] != "promoted":
             raise RuntimeError(f"seeding failed: {retrain}")

@@ -1,10 +1,17 @@
-"""Read template.yaml into what the local stack needs, so local resources cannot drift from the deployed ones:
-the bucket name, the table's keys and TTL, each function's environment, S3 notifications, schedule and routes."""
+"""template.yaml as the local stack needs it, derived the way AWS derives it, so local resources cannot drift:
+SAM's own translator (samtranslator, which `sam deploy` runs) turns the template into CloudFormation, and the
+intrinsic functions are resolved with the local stack's names. From that come each function's environment (Globals
+merged by SAM's rules), timeout, memory, concurrency, retry and failure-destination settings and its execution
+role's policies (policy templates and SAM's generated statements expanded); S3 notifications, schedules and HTTP
+routes are read from the SAM events that produce them."""
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,24 @@ from kclocal.events import LOCAL_ACCOUNT, LOCAL_REGION, LOCAL_STACK
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
+# Where each layer's code is on this machine: the shared package from its source folder; third-party packages come
+# from the virtualenv the local stack runs in (the built layers are checked separately by `make build`).
+LOCAL_LAYER_PATHS = {"ModelLayer": [ROOT / "layers" / "model"], "TrainLayer": []}
+# The AWS managed policies SAM attaches, as AWS defines them (only what this project's roles get).
+MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": {
+        "Statement": [{"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream",
+                                                     "logs:PutLogEvents"], "Resource": "*"}]},
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": {
+        "Statement": [{"Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                       "xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"],
+                       "Resource": "*"}]},
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole": {
+        "Statement": [{"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream",
+                       "logs:PutLogEvents", "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                       "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                       "ec2:UnassignPrivateIpAddresses"], "Resource": "*"}]},
+}  # fmt: skip
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -21,7 +46,7 @@ class _CfnLoader(yaml.SafeLoader):
 
 
 def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    name = "Ref" if suffix == "Ref" else "Condition" if suffix == "Condition" else f"Fn::{suffix}"
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
         if suffix == "GetAtt":
@@ -36,6 +61,110 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
 _CfnLoader.add_multi_constructor("!", _tag)
 
 
+def read(path: Path = TEMPLATE) -> dict:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)
+
+
+class _NoManagedPolicyNames:
+    """samtranslator asks for AWS managed policy names only when a policy names one without its ARN; this
+    template uses ARNs and policy templates, so nothing is looked up (and nothing leaves the machine)."""
+
+    def load(self) -> dict:
+        return {}
+
+
+@cache
+def _translated(text: str) -> dict:
+    from samtranslator.translator.transform import transform
+
+    doc = yaml.load(text, Loader=_CfnLoader)
+    for res in doc["Resources"].values():  # code locations are S3 URIs once packaged; their value is irrelevant
+        props = res.get("Properties", {})
+        for k in ("CodeUri", "ContentUri"):
+            if k in props:
+                props[k] = "s3://local/code.zip"
+    saved = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION  # the translator needs a region for pseudo parameters
+    try:
+        return transform(doc, {}, _NoManagedPolicyNames())
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = saved
+
+
+def translate(path: Path = TEMPLATE) -> dict:
+    """The CloudFormation template SAM deploys (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_translated(path.read_text()))
+
+
+class Resolver:
+    """Resolves CloudFormation intrinsic functions against known values (parameters, pseudo parameters, the
+    physical ids and attributes of resources)."""
+
+    NO_VALUE = object()
+
+    def __init__(self, values: dict[str, Any], attributes: dict[tuple[str, str], str], conditions: dict):
+        self.values, self.attributes, self._conditions = values, attributes, conditions
+        self._condition_cache: dict[str, bool] = {}
+
+    def condition(self, name: str) -> bool:
+        if name not in self._condition_cache:
+            self._condition_cache[name] = bool(self(self._conditions[name]))
+        return self._condition_cache[name]
+
+    def __call__(self, v: Any) -> Any:
+        if isinstance(v, list):
+            return [x for x in (self(x) for x in v) if x is not Resolver.NO_VALUE]
+        if not isinstance(v, dict):
+            return v
+        if len(v) == 1:
+            ((k, arg),) = v.items()
+            if k == "Ref":
+                if arg == "AWS::NoValue":
+                    return Resolver.NO_VALUE
+                if arg not in self.values:
+                    raise KeyError(f"no local value for Ref {arg}")
+                return self.values[arg]
+            if k == "Fn::GetAtt":
+                res, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.attributes[(res, attr)]
+            if k == "Fn::Sub":
+                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self(arg[1]))
+
+                def sub(m: re.Match) -> str:
+                    name = m[1]
+                    if name.startswith("!"):
+                        return "${" + name[1:] + "}"
+                    if name in extra:
+                        return str(extra[name])
+                    if "." in name:
+                        return str(self.attributes[tuple(name.split(".", 1))])
+                    return str(self.values[name])
+
+                return re.sub(r"\$\{([^}]+)\}", sub, text)
+            if k == "Fn::Join":
+                return str(arg[0]).join(str(x) for x in self(arg[1]))
+            if k == "Fn::Select":
+                return self(arg[1])[int(self(arg[0]))]
+            if k == "Fn::Split":
+                return str(self(arg[1])).split(arg[0])
+            if k == "Fn::If":
+                return self(arg[1] if self.condition(arg[0]) else arg[2])
+            if k == "Fn::Equals":
+                return self(arg[0]) == self(arg[1])
+            if k == "Fn::Not":
+                return not self(arg[0])
+            if k == "Fn::And":
+                return all(self(x) for x in arg)
+            if k == "Fn::Or":
+                return any(self(x) for x in arg)
+            if k == "Condition":
+                return self.condition(arg)
+        return {k: r for k, r in ((k, self(x)) for k, x in v.items()) if r is not Resolver.NO_VALUE}
+
+
 @dataclass
 class Notification:
     function: str
@@ -47,63 +176,161 @@ class Notification:
 @dataclass
 class Function:
     name: str
-    module: str  # importable handler module, e.g. functions.predict.app
-    handler: str
+    handler: str  # module.function, as Lambda's Handler setting
+    code_dir: Path
+    layers: list[str]  # logical ids of the SAM layers
     env: dict[str, str]
+    timeout: float
+    memory_mb: int
+    reserved_concurrency: int | None
+    role: str  # logical id of the execution role
+    policies: list[dict]  # the role's policy documents, resolved (inline and managed)
+    max_retries: int = 2  # asynchronous invocation: Lambda's default
+    max_event_age: float = 6 * 3600
+    on_failure: str | None = None  # ARN of the failure destination
     routes: list[tuple[str, str]] = field(default_factory=list)  # (METHOD, /path/{param})
     schedule: str | None = None
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def layer_paths(self) -> list[Path]:
+        return [p for layer in self.layers for p in LOCAL_LAYER_PATHS[layer]]
+
+
+@dataclass
+class Table:
+    logical: str
+    name: str
+    properties: dict
 
 
 @dataclass
 class Stack:
+    name: str
+    account: str
+    region: str
+    parameters: dict[str, str]
     bucket: str
-    table: str
-    table_properties: dict
+    tables: dict[str, Table]
+    queues: dict[str, str]  # logical id -> queue name
     functions: dict[str, Function]
     notifications: list[Notification]
-    raw: dict
+    raw: dict  # the SAM template
+    cfn: dict  # the CloudFormation template SAM produces from it
+    resolve: Resolver
+
+    @property
+    def table(self) -> str:
+        return self.tables["PredictionsTable"].name
 
     def routes(self) -> list[tuple[str, str, str]]:
         return [(m, p, f.name) for f in self.functions.values() for m, p in f.routes]
 
+    def queue_url(self, logical: str, endpoint: str) -> str:
+        return f"{endpoint.rstrip('/')}/{self.account}/{self.queues[logical]}"
 
-def load(path: Path = TEMPLATE, stack_name: str = LOCAL_STACK, parameters: dict[str, str] | None = None) -> Stack:
+    def queue_arn(self, logical: str) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account}:{self.queues[logical]}"
+
+
+def _physical(stack_name: str, logical: str) -> str:
+    return f"{stack_name}-{logical}"  # CloudFormation adds a random suffix; locally the name is deterministic
+
+
+def load(
+    path: Path = TEMPLATE,
+    stack_name: str = LOCAL_STACK,
+    parameters: dict[str, str] | None = None,
+    endpoint: str = "http://127.0.0.1:4566",
+) -> Stack:
     """parameters: overrides of the template's Parameters, as `sam deploy --parameter-overrides` gives them."""
-    doc = yaml.load(path.read_text(), Loader=_CfnLoader)
-    resources = doc["Resources"]
-    table_name = f"{stack_name}-PredictionsTable"
-    values = {
+    raw = read(path)
+    cfn = translate(path)
+    resources = cfn["Resources"]
+    params = {k: str(v.get("Default", "")) for k, v in raw.get("Parameters", {}).items()}
+    params.update(parameters or {})
+    values: dict[str, Any] = {
         "AWS::StackName": stack_name,
         "AWS::AccountId": LOCAL_ACCOUNT,
         "AWS::Region": LOCAL_REGION,
+        "AWS::Partition": "aws",
         "AWS::URLSuffix": "amazonaws.com",
-        "PredictionsTable": table_name,
-        **{k: str(v.get("Default", "")) for k, v in doc.get("Parameters", {}).items()},
-        **(parameters or {}),
+        "AWS::StackId": f"arn:aws:cloudformation:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stack/{stack_name}/local",
+        **params,
     }
+    attributes: dict[tuple[str, str], str] = {}
+    resolve = Resolver(values, attributes, cfn.get("Conditions", {}))
+    tables, queues = {}, {}
+    bucket = ""
+    arn = f"{LOCAL_REGION}:{LOCAL_ACCOUNT}"
+    for logical, res in resources.items():
+        kind, props = res["Type"], res.get("Properties", {})
+        if kind == "AWS::S3::Bucket":
+            bucket = resolve(props.get("BucketName", {"Ref": "AWS::NoValue"}))
+            values[logical] = bucket
+            attributes[(logical, "Arn")] = f"arn:aws:s3:::{bucket}"
+        elif kind == "AWS::DynamoDB::Table":
+            name = props.get("TableName") or _physical(stack_name, logical)
+            tables[logical] = Table(logical, name, props)
+            values[logical] = name
+            attributes[(logical, "Arn")] = f"arn:aws:dynamodb:{arn}:table/{name}"
+        elif kind == "AWS::SQS::Queue":
+            name = props.get("QueueName") or _physical(stack_name, logical)
+            queues[logical] = name
+            values[logical] = f"{endpoint}/{LOCAL_ACCOUNT}/{name}"  # Ref of a queue is its URL
+            attributes[(logical, "Arn")] = f"arn:aws:sqs:{arn}:{name}"
+            attributes[(logical, "QueueName")] = name
+        elif kind == "AWS::IAM::Role":
+            values[logical] = logical
+            attributes[(logical, "Arn")] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{logical}"
+        elif kind == "AWS::Lambda::Function":
+            values[logical] = _physical(stack_name, logical)
+            attributes[(logical, "Arn")] = f"arn:aws:lambda:{arn}:function:{_physical(stack_name, logical)}"
+        else:
+            values.setdefault(logical, logical)
 
-    def resolve(v: Any) -> Any:
-        if isinstance(v, dict) and "Ref" in v:
-            return values.get(v["Ref"], v["Ref"])
-        if isinstance(v, dict) and "Fn::Sub" in v:
-            return re.sub(r"\$\{([^}]+)\}", lambda m: str(values.get(m[1], m[0])), v["Fn::Sub"])
-        return v
-
-    bucket = resolve(resources["DataBucket"]["Properties"]["BucketName"])
-    globals_fn = doc.get("Globals", {}).get("Function", {})
-    global_env = globals_fn.get("Environment", {}).get("Variables", {})
-    functions, notifications = {}, []
+    sam = raw["Resources"]
+    global_layers = raw.get("Globals", {}).get("Function", {}).get("Layers", [])
+    invoke_configs = {
+        r["Properties"]["FunctionName"]["Ref"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+    }
+    functions: dict[str, Function] = {}
+    notifications: list[Notification] = []
     for name, res in resources.items():
-        if res["Type"] != "AWS::Serverless::Function":
+        if res["Type"] != "AWS::Lambda::Function":
             continue
-        props = res["Properties"]
-        env = {
-            k: str(resolve(v)) for k, v in {**global_env, **props.get("Environment", {}).get("Variables", {})}.items()
-        }
-        handler = props.get("Handler", globals_fn.get("Handler"))
-        code = props["CodeUri"].strip("/").replace("/", ".")
-        fn = Function(name, f"{code}.{handler.rsplit('.', 1)[0]}", handler.rsplit(".", 1)[1], env)
-        for event in props.get("Events", {}).values():
+        props = resolve(res["Properties"])
+        role = res["Properties"]["Role"]["Fn::GetAtt"][0]
+        role_props = resolve(resources[role]["Properties"])
+        policies = [p["PolicyDocument"] for p in role_props.get("Policies", [])]
+        for managed in role_props.get("ManagedPolicyArns", []):
+            if managed not in MANAGED_POLICIES:
+                raise KeyError(f"{name}: managed policy {managed} is not described in kclocal.template")
+            policies.append(MANAGED_POLICIES[managed])
+        sam_props = sam[name]["Properties"]
+        layers = [layer["Ref"] for layer in global_layers + sam_props.get("Layers", [])]
+        invoke = resolve(invoke_configs.get(name, {}))
+        fn = Function(
+            name=name,
+            handler=props["Handler"],
+            code_dir=ROOT / sam_props["CodeUri"],
+            layers=layers,
+            env={k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()},
+            timeout=float(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)),
+            reserved_concurrency=props.get("ReservedConcurrentExecutions"),
+            role=role,
+            policies=policies,
+            max_retries=int(invoke.get("MaximumRetryAttempts", 2)),
+            max_event_age=float(invoke.get("MaximumEventAgeInSeconds", 6 * 3600)),
+            on_failure=invoke.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
+        )
+        for event in sam_props.get("Events", {}).values():
             p = event.get("Properties", {})
             if event["Type"] == "HttpApi":
                 fn.routes.append((p["Method"].upper(), p["Path"]))
@@ -114,5 +341,5 @@ def load(path: Path = TEMPLATE, stack_name: str = LOCAL_STACK, parameters: dict[
             elif event["Type"] == "Schedule":
                 fn.schedule = str(resolve(p["Schedule"]))
         functions[name] = fn
-    table_props = {k: v for k, v in resources["PredictionsTable"]["Properties"].items()}
-    return Stack(bucket, table_name, table_props, functions, notifications, doc)
+    return Stack(stack_name, LOCAL_ACCOUNT, LOCAL_REGION, params, bucket, tables, queues, functions, notifications,
+                 raw, cfn, resolve)  # fmt: skip
