@@ -15,13 +15,15 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from kcprice import registry
 from kcprice.config import PredictSettings
-from kcprice.errors import NoModelError, NotFoundError
+from kcprice.errors import NoModelError, NotFoundError, StoreUnavailableError
 from kcprice.schema import MAX_BATCH, Prediction, PredictRequest, PredictResponse
-from kcprice.storage import get_price
+from kcprice.storage import get_price, is_transient
 
 logger = Logger()
 metrics = Metrics()
@@ -33,7 +35,9 @@ app.enable_swagger(path="/swagger", title="kc-price", version="1", description="
 def runtime():
     """Cold start: settings, clients and the champion cache, built once per execution environment."""
     settings = PredictSettings()
-    s3 = boto3.client("s3")
+    # SigV4 for the presigned card link: botocore still presigns with SigV2 by default, which S3 refuses for every
+    # bucket created since June 2020.
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
     return (
         settings,
         s3,
@@ -165,6 +169,23 @@ def _not_found(e: NotFoundError) -> Response:
 @app.exception_handler(NoModelError)
 def _no_model(e: NoModelError) -> Response:
     return _error(503, str(e))
+
+
+@app.exception_handler(StoreUnavailableError)
+def _store_unavailable(e: StoreUnavailableError) -> Response:
+    return Response(503, content_types.APPLICATION_JSON, {"statusCode": 503, "message": str(e)},
+                    headers={"Retry-After": "1"})  # fmt: skip
+
+
+@app.exception_handler(ClientError)
+@app.exception_handler(BotoCoreError)
+def _aws_error(e: Exception) -> Response:
+    # Throttling, 5xx and network errors of S3/DynamoDB are the store's, and passing: 503, retry. Anything else
+    # (AccessDenied, a bad request) is a bug here: let it surface as a 500 with its traceback in the logs.
+    if not is_transient(e):
+        raise e
+    logger.warning("store unavailable", exc_info=e)
+    return _store_unavailable(StoreUnavailableError("the model store is not answering: retry"))
 
 
 @logger.inject_lambda_context

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3Model
 
 from kcprice.config import RetrainSettings
-from kcprice.pipeline import retrain
+from kcprice.pipeline import retrain_once
 
 logger = Logger()
 metrics = Metrics()
@@ -22,20 +22,25 @@ copy_config_to_registered_loggers(source_logger=logger, include={"kcprice"})
 
 @functools.cache
 def runtime():
-    return RetrainSettings(), boto3.client("s3")
+    settings = RetrainSettings()
+    return retrain_once(boto3.client("s3"), boto3.client("dynamodb"), settings)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event, context):
-    settings, s3 = runtime()
+    run = runtime()
+    run.config.register_lambda_context(context)  # an unfinished run's claim expires at this invocation's deadline
     outcomes = []
     for record in parse(event=event, model=S3Model).Records:
         key = unquote_plus(record.s3.object.key)  # S3 events URL-encode keys
         logger.append_keys(source_key=key)
-        out = retrain(s3, record.s3.bucket.name, key, record.s3.object.eTag or "", settings)
-        metrics.add_metric(f"Uploads{out.status.capitalize()}", MetricUnit.Count, 1)
-        if out.details.get("drift"):
-            metrics.add_metric("UploadMaxPSI", MetricUnit.NoUnit, out.details["drift"]["max_psi"])
-        outcomes.append({"key": key, "status": out.status, "version": out.version, "report": out.report_key})
+        obj = record.s3.object
+        out = run(
+            upload={"bucket": record.s3.bucket.name, "key": key, "etag": obj.eTag or "", "version_id": obj.versionId}
+        )
+        metrics.add_metric(f"Uploads{out['status'].capitalize()}", MetricUnit.Count, 1)
+        if out.get("max_psi") is not None:
+            metrics.add_metric("UploadMaxPSI", MetricUnit.NoUnit, out["max_psi"])
+        outcomes.append(out)
     return {"outcomes": outcomes}

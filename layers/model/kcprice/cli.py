@@ -61,6 +61,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teardown(args: argparse.Namespace) -> int:
+    """`sam delete` keeps the data bucket (DeletionPolicy: Retain); --delete-data removes it, every version."""
+    import subprocess
+
+    import boto3
+
+    from kcprice.ops import delete_bucket, stack_outputs
+
+    session = boto3.Session(region_name=args.region)
+    bucket = stack_outputs(session.client("cloudformation"), args.stack)["BucketName"]
+    _log(f"stack {args.stack}: data bucket {bucket}")
+    if not args.yes:
+        what = f"stack {args.stack}" + (f" and every object version in s3://{bucket}" if args.delete_data else "")
+        if input(f"delete {what}? type the stack name to confirm: ").strip() != args.stack:
+            _log("not confirmed: nothing deleted")
+            return 1
+    cmd = ["sam", "delete", "--stack-name", args.stack, "--no-prompts"] + (
+        ["--region", args.region] * bool(args.region)
+    )
+    subprocess.run(cmd, check=True)
+    if args.delete_data:
+        delete_bucket(session.client("s3"), bucket, say=_log)
+    else:
+        _log(f"kept s3://{bucket} (models, datasets, reports): `kcprice stack teardown --delete-data` removes it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kcprice", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -77,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("houses")
     q.add_argument("--model", required=True, help="path to model.npz")
     q.set_defaults(func=cmd_predict)
+    st = sub.add_parser("stack", help="operations on a deployed stack")
+    st_sub = st.add_subparsers(dest="stack_cmd", required=True)
+    td = st_sub.add_parser("teardown", help="sam delete the stack; with --delete-data also its data bucket")
+    td.add_argument("--stack", required=True)
+    td.add_argument("--region")
+    td.add_argument("--delete-data", action="store_true", help="empty (every version) and delete the data bucket")
+    td.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    td.set_defaults(func=cmd_teardown)
     args = p.parse_args(argv)
     return args.func(args)
 

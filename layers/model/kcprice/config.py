@@ -29,6 +29,8 @@ class RetrainSettings(_Base):
     min_training_rows: int = Field(1000, validation_alias="MIN_TRAINING_ROWS", ge=100)
     # A challenger must beat the champion's holdout MAPE by at least this many points to be promoted.
     min_improvement: float = Field(0.0, validation_alias="MIN_MAPE_IMPROVEMENT", ge=0)
-    # Seconds after which an unfinished run's claim is considered abandoned (the function's timeout).
-    claim_timeout_seconds: float = Field(900.0, validation_alias="CLAIM_TIMEOUT_SECONDS", gt=0)
+    # Powertools Idempotency: one record per uploaded object version. An unfinished run's record expires at its
+    # invocation's deadline (the Lambda context's remaining time); a finished one is remembered this long.
+    idempotency_table: str = Field(validation_alias="IDEMPOTENCY_TABLE", min_length=3)
+    idempotency_days: int = Field(7, validation_alias="IDEMPOTENCY_DAYS", ge=1)
     psi_threshold: float = Field(0.2, validation_alias="PSI_THRESHOLD", gt=0)

@@ -21,5 +21,9 @@ class ChampionChangedError(KcPriceError):
     """The champion pointer moved while a challenger was being trained (conditional write lost)."""
 
 
+class StoreUnavailableError(KcPriceError):
+    """S3 or DynamoDB did not answer (throttled, 5xx, network) and nothing cached can stand in (HTTP 503)."""
+
+
 class NotFoundError(KcPriceError):
     """A requested item (house id, object) does not exist (HTTP 404)."""

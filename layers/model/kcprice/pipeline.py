@@ -1,6 +1,6 @@
 """The two jobs behind the async functions: retrain on an uploaded CSV, and precompute an inventory's prices.
 
-Retrain, for an upload s3://bucket/incoming/x.csv (at most once per object key + ETag):
+Retrain, for an upload s3://bucket/incoming/x.csv (once per object version: see retrain_once):
   validate -> (reject with rejected/incoming/x.csv.json) | merge into the champion's dataset -> train ->
   score challenger and champion on the same reference holdout -> promote only if better -> report.
 
@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from botocore.exceptions import ClientError
 
 from kcprice import registry
 from kcprice.config import RetrainSettings
@@ -28,7 +26,7 @@ from kcprice.dataset import Sales, ValidationReport, merge, read_inventory, read
 from kcprice.drift import drift_report
 from kcprice.errors import IncompatibleArtifactError, KcPriceError, NotFoundError
 from kcprice.predictor import Predictor
-from kcprice.storage import WriteStats, batch_put, get_bytes, lost_condition, price_item, put_json
+from kcprice.storage import WriteStats, batch_put, get_bytes, price_item, put_json
 
 log = logging.getLogger(__name__)
 HOLDOUT_RULE = "sales whose house id hashes to bucket 0 of 10"
@@ -44,44 +42,21 @@ def _dataset_key(sha: str) -> str:
     return f"datasets/{sha}.csv"
 
 
-# --- at-most-once runs ------------------------------------------------------------------------------------------
-@dataclass
-class Claim:
-    key: str
-    etag: str
-
-
-def claim_run(s3, bucket: str, source_key: str, source_etag: str, timeout: float) -> Claim | None:
-    """Claim the run for (object key, ETag); None if another delivery already did or is doing it."""
-    run_key = "runs/" + hashlib.sha256(f"{source_key}\n{source_etag}".encode()).hexdigest() + ".json"
-    doc = {"source_key": source_key, "source_etag": source_etag, "status": "running", "started_at": time.time()}
-    try:
-        return Claim(run_key, put_json(s3, bucket, run_key, doc, IfNoneMatch="*"))
-    except ClientError as e:
-        if not lost_condition(e):
-            raise
-    obj = s3.get_object(Bucket=bucket, Key=run_key)
-    existing = json.loads(obj["Body"].read())
-    if existing["status"] == "done" or time.time() - existing["started_at"] < timeout:
-        log.info("duplicate delivery of %s (%s): run is %s", source_key, source_etag, existing["status"])
-        return None
-    try:  # an abandoned run (its function timed out): take it over, unless someone else just did
-        return Claim(run_key, put_json(s3, bucket, run_key, doc, IfMatch=obj["ETag"]))
-    except ClientError as e:
-        if lost_condition(e):
-            return None
-        raise
-
-
 # --- retrain ------------------------------------------------------------------------------------------------------
 @dataclass
 class RetrainOutcome:
-    status: str  # promoted | refused | rejected | duplicate
+    status: str  # promoted | refused | rejected
     source_key: str
     report_key: str | None = None
     version: str | None = None
     champion_version: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What the function returns and the idempotency record keeps (small: the report has the rest)."""
+        drift = self.details.get("drift") or {}
+        return {"status": self.status, "key": self.source_key, "report": self.report_key, "version": self.version,
+                "champion_version": self.champion_version, "max_psi": drift.get("max_psi")}  # fmt: skip
 
 
 def _reject(s3, bucket: str, key: str, etag: str, report: ValidationReport | dict, why: str) -> RetrainOutcome:
@@ -105,21 +80,45 @@ def _holdout_metrics(model: Predictor, ref: Sales) -> dict[str, float]:
     return metrics(ref.price, model.predict_raw(ref.raw))
 
 
+def retrain_once(s3, ddb, settings: RetrainSettings):
+    """retrain(), at most once per uploaded object version, with Powertools Idempotency (a DynamoDB record).
+
+    S3 may deliver an event twice and Lambda retries a failed one. Semantics, as Powertools implements them:
+    - the first delivery writes an INPROGRESS record whose expiry is its invocation's deadline (register the Lambda
+      context on `.config` first), runs, then stores its summary (COMPLETED);
+    - a delivery that finds a COMPLETED record returns that summary marked "duplicate" (the work is done);
+    - a delivery that finds an unexpired INPROGRESS record raises IdempotencyAlreadyInProgressError: an error, so
+      Lambda retries it later, and after the last retry the event goes to the failure queue. A run that crashed
+      without reaching an `except` (killed, out of memory, timed out) therefore never reads as a success;
+    - a run that raises deletes its record, so Lambda's retry runs it again.
+    """
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    def replayed(summary: dict, record) -> dict:
+        return {**summary, "status": "duplicate", "first_status": summary.get("status")}
+
+    config = IdempotencyConfig(
+        event_key_jmespath="[bucket, key, version_id || etag]",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=settings.idempotency_days * 86_400,
+        response_hook=replayed,
+    )
+    store = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=ddb)
+
+    # A fixed key prefix: the default one includes the Lambda function's name, which differs between deployments.
+    @idempotent_function(data_keyword_argument="upload", persistence_store=store, config=config, key_prefix="upload")
+    def run(upload: dict) -> dict:
+        return retrain(s3, upload["bucket"], upload["key"], upload["etag"], settings).summary()
+
+    run.config = config  # type: ignore[attr-defined]
+    return run
+
+
 def retrain(s3, bucket: str, key: str, etag: str, settings: RetrainSettings) -> RetrainOutcome:
-    claim = claim_run(s3, bucket, key, etag, settings.claim_timeout_seconds)
-    if claim is None:
-        return RetrainOutcome("duplicate", key)
-    try:
-        outcome = _retrain(s3, bucket, key, etag, settings)
-    except Exception:
-        s3.delete_object(Bucket=bucket, Key=claim.key)  # let the platform's retry run it again
-        raise
-    put_json(s3, bucket, claim.key, {"source_key": key, "source_etag": etag, "status": "done",
-                                     "outcome": outcome.status, "version": outcome.version})  # fmt: skip
-    return outcome
-
-
-def _retrain(s3, bucket: str, key: str, etag: str, settings: RetrainSettings) -> RetrainOutcome:
     from kcprice.training import train
 
     t0 = time.perf_counter()
@@ -232,12 +231,13 @@ class InvalidInventoryError(KcPriceError):
 
 @dataclass
 class PrecomputeOutcome:
-    status: str  # written | no_inventory
+    status: str  # written | no_inventory | no_model | superseded
     model_version: str | None = None
     items: int = 0
     stats: WriteStats | None = None
     seconds: float = 0.0
     drift: dict | None = None
+    rounds: int = 0  # how many times the table was written (more than once if the champion moved meanwhile)
 
 
 def precompute(
@@ -249,9 +249,33 @@ def precompute(
     ttl_days: int,
     psi_threshold: float = 0.2,
     now: float | None = None,
+    max_rounds: int = 3,
 ) -> PrecomputeOutcome:
+    """Price the inventory with the champion. After writing, the pointer is read again: if a newer champion was
+    promoted meanwhile, its prices are written over (BatchWriteItem has no conditions, so an older run finishing last
+    would otherwise leave older prices). With reserved concurrency 1 runs never overlap; the re-check covers a
+    promotion during a run, and two runs overlapping anyway both end by writing the newest champion's prices."""
     t0 = time.perf_counter()
-    predictor, pointer = registry.load_champion(s3, bucket)
+    out = PrecomputeOutcome("no_model")
+    for round_ in range(1, max_rounds + 1):
+        pointer, etag = registry.read_champion(s3, bucket)
+        if pointer is None:
+            log.warning("no champion yet: nothing to precompute")
+            return out
+        out = _precompute_with(s3, ddb, bucket, table, inventory_key, ttl_days, psi_threshold, now, pointer)
+        out.rounds = round_
+        if out.status != "written" or registry.read_champion(s3, bucket)[1] == etag:
+            out.seconds = time.perf_counter() - t0
+            return out
+        log.warning(
+            "the champion changed while %s was being written: writing again with the new one", pointer["version"]
+        )
+    out.status, out.seconds = "superseded", time.perf_counter() - t0
+    return out
+
+
+def _precompute_with(s3, ddb, bucket, table, inventory_key, ttl_days, psi_threshold, now, pointer) -> PrecomputeOutcome:
+    predictor = registry.load_version(s3, bucket, pointer)
     try:
         data = get_bytes(s3, bucket, inventory_key)
     except NotFoundError:
@@ -285,4 +309,4 @@ def precompute(
             log.info("precompute: %d/%d items written (%d retried)", s.written, total, s.retried_items)
 
     stats = batch_put(ddb, table, items, progress=progress)
-    return PrecomputeOutcome("written", version, total, stats, time.perf_counter() - t0, inventory_drift)
+    return PrecomputeOutcome("written", version, total, stats, 0.0, inventory_drift)

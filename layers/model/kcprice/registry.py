@@ -19,11 +19,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from kcprice.errors import ArtifactIntegrityError, ChampionChangedError, NoModelError, NotFoundError
+from kcprice.errors import (
+    ArtifactIntegrityError,
+    ChampionChangedError,
+    NoModelError,
+    NotFoundError,
+    StoreUnavailableError,
+)
 from kcprice.predictor import Predictor
-from kcprice.storage import error_code, get_bytes, get_json, is_missing, lost_condition, put_json
+from kcprice.storage import error_code, get_bytes, get_json, is_missing, is_transient, lost_condition, put_json
 
 CHAMPION_KEY = "models/champion.json"
 NO_MODEL = "no model has been promoted yet: upload sales to incoming/ to train one"
@@ -103,20 +109,23 @@ class ChampionCache:
     """The serving model, re-checked at most every ttl seconds (a conditional GET: 304 when unchanged).
 
     A new champion whose artifact fails verification is refused: the previous model keeps serving and the bad
-    pointer is not retried until it changes again.
+    pointer is not retried until it changes again. A check that fails for a transient reason (throttling, 5xx,
+    network) keeps serving the loaded model and tries again after a backoff (0.5 s doubling, at most the ttl);
+    only with no model loaded does it become StoreUnavailableError (503).
     """
 
     def __init__(self, s3, bucket: str, ttl: float, clock=time.monotonic):
         self._s3, self._bucket, self._ttl, self._clock = s3, bucket, ttl, clock
         self._current: _Loaded | None = None
         self._refused_etag: str | None = None
-        self._checked_at = float("-inf")
+        self._next_check = float("-inf")
+        self._failures = 0  # consecutive transient failures, for the backoff
         self._lock = threading.Lock()
         self._load_seconds: float | None = None  # time of the last model load, until reported
 
     def get(self) -> tuple[Predictor, dict]:
         with self._lock:
-            if self._clock() - self._checked_at >= self._ttl or self._current is None:
+            if self._current is None or self._clock() >= self._next_check:
                 self._refresh()
             if self._current is None:
                 raise NoModelError(NO_MODEL)
@@ -127,19 +136,38 @@ class ChampionCache:
         seconds, self._load_seconds = self._load_seconds, None
         return seconds
 
+    def forget_clock(self) -> None:
+        """Check the pointer on the next request, whatever the ttl says (e.g. after a SnapStart restore)."""
+        self._next_check = float("-inf")
+
     def _refresh(self) -> None:
+        try:
+            self._check()
+        except (ClientError, BotoCoreError) as e:
+            if not is_transient(e):
+                raise
+            self._failures += 1
+            backoff = min(0.5 * 2 ** (self._failures - 1), max(self._ttl, 0.5))
+            self._next_check = self._clock() + backoff
+            serving = self._current.pointer["version"] if self._current else None
+            log.warning("champion check failed (%s); serving %s; next check in %.1fs", e, serving, backoff)
+            if self._current is None:
+                raise StoreUnavailableError(f"the model store is not answering ({error_code_of(e)}): retry") from e
+        else:
+            self._failures = 0
+            self._next_check = self._clock() + self._ttl
+
+    def _check(self) -> None:
         known = self._current.etag if self._current else None
         kwargs = {"IfNoneMatch": known} if known else {}
         try:
             obj = self._s3.get_object(Bucket=self._bucket, Key=CHAMPION_KEY, **kwargs)
         except ClientError as e:
             if is_missing(e) or error_code(e) in ("304", "NotModified"):  # nothing promoted yet, or unchanged
-                self._checked_at = self._clock()
                 return
             raise
         etag = obj["ETag"]
         pointer = json.loads(obj["Body"].read())
-        self._checked_at = self._clock()
         if etag == self._refused_etag:
             return
         t0 = time.perf_counter()
@@ -156,3 +184,7 @@ class ChampionCache:
             return
         self._load_seconds = time.perf_counter() - t0
         self._current = _Loaded(predictor, pointer, etag)
+
+
+def error_code_of(e: Exception) -> str:
+    return error_code(e) if isinstance(e, ClientError) else type(e).__name__

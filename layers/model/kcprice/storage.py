@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from kcprice.errors import KcPriceError, NotFoundError
 
@@ -19,6 +19,23 @@ BATCH = 25  # DynamoDB BatchWriteItem limit
 
 def error_code(e: ClientError) -> str:
     return e.response.get("Error", {}).get("Code", "")
+
+
+# Error codes that mean "try again later" (botocore's own retry list, which the SDK has already exhausted).
+_TRANSIENT_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "SlowDown",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "BandwidthLimitExceeded", "RequestThrottled", "PriorRequestNotComplete", "TransactionInProgressException",
+    "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
+})  # fmt: skip
+
+
+def is_transient(e: Exception) -> bool:
+    """A failure of the service or the network, not of the request: throttling, 5xx, timeouts, connections."""
+    if isinstance(e, ClientError):
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return error_code(e) in _TRANSIENT_CODES or status >= 500 or status == 429
+    return isinstance(e, BotoCoreError)
 
 
 def is_missing(e: ClientError) -> bool:
