@@ -1,18 +1,20 @@
-import os
-
 import pytest
 
 from kclocal.stack import LocalStack
+from tests.policy import CallJournal
 
 
 @pytest.fixture(scope="package")
-def stack():
-    """The whole local stack on ephemeral loopback ports, seeded (first model + precomputed inventory).
-    Package scope: it stops when the e2e tests are done, before other tiers set up their own endpoints."""
-    saved = dict(os.environ)
-    s = LocalStack(0, 0, {"ModelTtlSeconds": "1"}, say=lambda _: None).start()
-    s.seed()
-    yield s
-    s.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+def stack(tmp_path_factory):
+    """The whole local stack on ephemeral loopback ports, seeded (first model + precomputed inventory), S3
+    notifications delivered as Lambda delivers them. Package scope: it stops when the e2e tests are done. At the
+    end, every AWS call its functions made is checked against their template policies."""
+    folder = tmp_path_factory.mktemp("stack")
+    s = LocalStack(0, 0, {"ModelTtlSeconds": "1"}, say=lambda _: None, retry_delays=(1.0, 2.0), log_dir=folder,
+                   journal=folder / "calls.jsonl").start()  # fmt: skip
+    try:
+        s.seed()
+        yield s
+    finally:
+        s.stop()
+    CallJournal(s.journal, s.spec).assert_allowed()

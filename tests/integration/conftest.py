@@ -1,4 +1,9 @@
-"""A real moto server on 127.0.0.1 (real HTTP, real boto3), provisioned from template.yaml for each test."""
+"""The local AWS endpoint and the functions, as the local stack runs them (kclocal.stack): IAM enforced per
+function, each function in its own execution environments with only its template environment. One stack per
+session, emptied and provisioned again for every test. S3 notifications are not delivered here: tests invoke
+the functions themselves (tests/e2e drives the notifications).
+
+Every test ends by checking each AWS call the functions made during it against their template policy."""
 
 from __future__ import annotations
 
@@ -6,14 +11,13 @@ import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
-import boto3
 import pytest
-import requests
 
-from kclocal import stack as local
-from kclocal import template
 from kclocal.events import s3_event
+from kclocal.stack import LocalStack
+from tests.policy import CallJournal
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -23,40 +27,58 @@ def load_event(name: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint():
-    server, url = local.start_moto()
-    yield url
-    server.stop()
+def local_stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stack")
+    stack = LocalStack(say=lambda _: None, retry_delays=(0.5, 1.0), log_dir=folder, journal=folder / "calls.jsonl",
+                       notifications=False).start()  # fmt: skip
+    yield stack
+    stack.stop()
 
 
 @pytest.fixture
-def aws(moto_endpoint):
-    saved = dict(os.environ)
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10)
-    spec = template.load()
-    local.configure_environment(moto_endpoint, spec)
-    queues = local.provision(spec)
-    local.cold_start()
-    s3 = boto3.client("s3")
+def aws(local_stack, request):
+    stack = local_stack
+    stack.reset()
+    journal = CallJournal(stack.journal, stack.spec)
+    start = journal.mark()
 
     def upload(key: str, body: bytes) -> dict:
-        etag = s3.put_object(Bucket=spec.bucket, Key=key, Body=body)["ETag"]
-        return s3_event(spec.bucket, key, etag, len(body))
+        put = stack.upload(key, body)
+        return s3_event(stack.spec.bucket, key, put["ETag"], len(body), version_id=put.get("VersionId"))
 
     yield SimpleNamespace(
-        spec=spec,
-        s3=s3,
-        ddb=boto3.client("dynamodb"),
-        bucket=spec.bucket,
-        table=spec.table,
-        queues=queues,
+        stack=stack,
+        spec=stack.spec,
+        s3=stack.client("s3"),
+        ddb=stack.client("dynamodb"),
+        bucket=stack.spec.bucket,
+        table=stack.spec.table,
         upload=upload,
-        invoke=lambda fn, event: local.invoke(spec, fn, event),
-        endpoint=moto_endpoint,
+        invoke=stack.invoke,
+        client=stack.client,
+        endpoint=stack.endpoint,
+        deploy=stack.deploy,
+        settings=lambda cls, function: settings_of(stack, cls, function),
     )
-    local.cold_start()
-    os.environ.clear()
-    os.environ.update(saved)
+    if "denied_calls_expected" not in request.keywords:
+        journal.assert_allowed(since=start)
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    """A model trained once per session on a quarter of the sales (serving tests need a model, not a good one)."""
+    from kclocal.data import stride
+    from kcprice.dataset import read_sales
+    from kcprice.training import train
+
+    sales, _ = read_sales(stride(4))
+    return train(sales, evaluate_splits=False, extra_meta={"lineage": {"source_key": "tests"}})
+
+
+def settings_of(stack, cls, function: str):
+    """A function's settings model, read from that function's environment (as its cold start would)."""
+    with mock.patch.dict(os.environ, stack.spec.functions[function].env, clear=True):
+        return cls()
 
 
 def count_items(aws) -> int:

@@ -1,12 +1,12 @@
 """Faults injected at the boto3 layer (botocore event hooks on the clients the domain functions are given):
 throttling and UnprocessedItems, S3 failures mid-retrain, racing uploads, duplicate deliveries."""
 
-import contextlib
 import json
 import random
 import threading
+import time
+from types import SimpleNamespace
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
@@ -31,10 +31,10 @@ class _Raw:
         yield self._body
 
 
-def flaky_dynamodb(unprocessed: float, throttle: float, seed: int = 0):
-    """A DynamoDB client on which a share of BatchWriteItem calls is throttled (HTTP 400, retried by botocore)
-    and a share of the items of the others comes back as UnprocessedItems, really unwritten."""
-    client = boto3.client("dynamodb")
+def flaky_dynamodb(aws, unprocessed: float, throttle: float, seed: int = 0):
+    """PrecomputeFunction's DynamoDB client, on which a share of BatchWriteItem calls is throttled (HTTP 400,
+    retried by botocore) and a share of the items of the others comes back as UnprocessedItems, really unwritten."""
+    client = aws.client("dynamodb", "PrecomputeFunction")
     rng = random.Random(seed)
     held: dict[str, list] = {}
     counts = {"throttled_calls": 0, "unprocessed_items": 0}
@@ -76,9 +76,16 @@ def champion(aws):
     return registry.read_champion(aws.s3, aws.bucket)[0]["version"]
 
 
+@pytest.fixture
+def settings(aws):
+    return aws.settings(RetrainSettings, "RetrainFunction")
+
+
 def test_throttling_and_unprocessed_items_lose_nothing(aws, champion):
-    ddb, injected = flaky_dynamodb(unprocessed=0.3, throttle=0.2)
-    out = pipeline.precompute(aws.s3, ddb, aws.bucket, aws.table, "inventory/houses.csv", 30)
+    ddb, injected = flaky_dynamodb(aws, unprocessed=0.3, throttle=0.2)
+    out = pipeline.precompute(
+        aws.client("s3", "PrecomputeFunction"), ddb, aws.bucket, aws.table, "inventory/houses.csv", 30
+    )
     print(f"\ninjected {injected}; retried {out.stats.retried_items} items in {out.stats.retries} retries")
     assert injected["unprocessed_items"] > 300 and injected["throttled_calls"] > 10
     assert out.stats.written == N_HOUSES and out.stats.retried_items >= injected["unprocessed_items"]
@@ -90,7 +97,7 @@ def test_throttling_and_unprocessed_items_lose_nothing(aws, champion):
 
 
 def test_high_volume_with_faults_loses_nothing(aws):
-    ddb, injected = flaky_dynamodb(unprocessed=0.3, throttle=0.2, seed=1)
+    ddb, injected = flaky_dynamodb(aws, unprocessed=0.3, throttle=0.2, seed=1)
     items = [price_item(str(i), 1000.0 + i, "v1", 0, 1) for i in range(10_000)]
     stats = batch_put(ddb, aws.table, items, sleep=lambda _: None)  # backoff is not what is under test here
     print(f"\ninjected {injected}; retried {stats.retried_items} items")
@@ -101,15 +108,15 @@ def test_high_volume_with_faults_loses_nothing(aws):
 
 
 def test_items_that_never_get_through_fail_loudly(aws):
-    ddb, _ = flaky_dynamodb(unprocessed=1.0, throttle=0.0)
+    ddb, _ = flaky_dynamodb(aws, unprocessed=1.0, throttle=0.0)
     items = [price_item(str(i), 1.0, "v", 0, 1) for i in range(30)]
     with pytest.raises(UnprocessedItemsError, match="still unprocessed"):
         batch_put(ddb, aws.table, items, max_attempts=3, sleep=lambda _: None)
 
 
-def failing_s3(when):
-    """An S3 client whose calls fail when `when(operation, params)` says so."""
-    client = boto3.client("s3")
+def failing_s3(aws, when):
+    """RetrainFunction's S3 client, whose calls fail when `when(operation, params)` says so."""
+    client = aws.client("s3", "RetrainFunction")
 
     def hook(params, model, **_):
         if when(model.name, params):
@@ -133,47 +140,50 @@ def versions_with_metadata(aws) -> set[str]:
         ("moving the pointer", lambda op, p: op == "PutObject" and p["Key"] == registry.CHAMPION_KEY),
     ],
 )
-def test_s3_failure_mid_retrain_leaves_no_partial_model(aws, champion, name, when):
+def test_s3_failure_mid_retrain_leaves_no_partial_model(aws, champion, settings, name, when):
     _, etag = registry.read_champion(aws.s3, aws.bucket)
     complete = versions_with_metadata(aws)
     # Every 2014 sale: twice the champion's data from the holdout's own period, so the challenger is clearly
     # better (~0.5 MAPE points over seeds) and the run reaches the writes being failed.
     event = aws.upload("incoming/2014.csv", by_date(before="20150101"))
     record = event["Records"][0]["s3"]["object"]
-    settings = RetrainSettings()
     with pytest.raises(ClientError, match="injected"):
-        pipeline.retrain(failing_s3(when), aws.bucket, "incoming/2014.csv", record["eTag"], settings)
+        pipeline.retrain(failing_s3(aws, when), aws.bucket, "incoming/2014.csv", record["eTag"], settings)
     assert registry.read_champion(aws.s3, aws.bucket)[1] == etag, name  # champion untouched
     new = versions_with_metadata(aws) - complete
     pointer_failed = "pointer" in name
     assert new == set() or pointer_failed, (name, new)  # no complete version appeared, except the unpromoted one
-    # the platform's retry of the same event succeeds: the failed run released its claim
-    out = pipeline.retrain(aws.s3, aws.bucket, "incoming/2014.csv", record["eTag"], settings)
-    assert out.status == "promoted"
+    # Lambda's retry of the same event succeeds: the failed run's idempotency record was deleted when it raised
+    retry = aws.invoke("RetrainFunction", event)["outcomes"][0]
+    assert retry["status"] == "promoted"
 
 
-def test_racing_uploads_leave_exactly_one_consistent_champion(aws, champion):
-    """Two retrains reach the pointer with the same expected ETag: one wins, the other is told and, retried as
-    Lambda would, builds on the winner."""
-    barrier = threading.Barrier(2, timeout=120)
-    uploads = {  # two disjoint sets of newer sales
-        "incoming/jan.csv": by_date(since="20150101", before="20150201"),
-        "incoming/feb.csv": by_date(since="20150201"),
+def test_racing_uploads_leave_exactly_one_consistent_champion(aws, settings):
+    """Two retrains reach the pointer with the same expected ETag: exactly one wins, the other is told and, retried
+    as Lambda would, builds on the winner. The champion is deliberately weak (1/6 of the 2014 sales) and each upload
+    brings 3,500 other sales, so both challengers are clearly better and both really reach the pointer."""
+    assert retrain_event(aws, "incoming/seed.csv", by_date(before="20150101", step=6))["status"] == "promoted"
+    newer = by_date(since="20150101").splitlines()
+    uploads = {  # two disjoint halves of the 2015 sales
+        "incoming/a.csv": b"\n".join([newer[0], *newer[1::2]]) + b"\n",
+        "incoming/b.csv": b"\n".join([newer[0], *newer[2::2]]) + b"\n",
     }
+    barrier = threading.Barrier(2, timeout=300)
+    at_pointer: list[str] = []
     results: dict[str, object] = {}
 
     def racer(key: str) -> None:
-        s3 = boto3.client("s3")
+        s3 = aws.client("s3", "RetrainFunction")
 
         def meet_at_the_pointer(params, **_):
             if params.get("Key") == registry.CHAMPION_KEY:
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    barrier.wait()
+                at_pointer.append(key)
+                barrier.wait()
 
         s3.meta.events.register("provide-client-params.s3.PutObject", meet_at_the_pointer)
         etag = s3.head_object(Bucket=aws.bucket, Key=key)["ETag"]
         try:
-            results[key] = pipeline.retrain(s3, aws.bucket, key, etag, RetrainSettings()).status
+            results[key] = pipeline.retrain(s3, aws.bucket, key, etag, settings).status
         except ChampionChangedError as e:
             results[key] = e
 
@@ -184,29 +194,52 @@ def test_racing_uploads_leave_exactly_one_consistent_champion(aws, champion):
         t.start()
     for t in threads:
         t.join()
-    statuses = list(results.values())
-    if all(s == "promoted" or isinstance(s, ChampionChangedError) for s in statuses):
-        assert sorted(map(str, statuses)).count("promoted") == 1, statuses  # exactly one won the race
-    pointer, _ = registry.read_champion(aws.s3, aws.bucket)
-    winner = pointer["version"]
-    for key, status in results.items():
-        if isinstance(status, ChampionChangedError):  # Lambda's retry
-            etag = aws.s3.head_object(Bucket=aws.bucket, Key=key)["ETag"]
-            again = pipeline.retrain(aws.s3, aws.bucket, key, etag, RetrainSettings())
-            assert again.status in ("promoted", "refused")
-            final, _ = registry.read_champion(aws.s3, aws.bucket)
-            meta = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=final["metadata_key"])["Body"].read())
-            if again.status == "promoted":
-                assert meta["lineage"]["parent_version"] == winner  # built on top of the winner
-    print(f"\nrace: {statuses}")
+    assert sorted(at_pointer) == sorted(uploads)  # both really raced for the pointer
+    statuses = sorted(map(str, results.values()))
+    assert statuses == ["promoted", "the champion changed while this model was trained"], statuses
+    winner = registry.read_champion(aws.s3, aws.bucket)[0]["version"]
+    (loser,) = [k for k, v in results.items() if isinstance(v, ChampionChangedError)]
+    again = retrain_event(aws, loser, uploads[loser])  # Lambda's retry, through the function
+    assert again["status"] in ("promoted", "refused")
+    if again["status"] == "promoted":
+        final, _ = registry.read_champion(aws.s3, aws.bucket)
+        meta = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=final["metadata_key"])["Body"].read())
+        assert meta["lineage"]["parent_version"] == winner  # built on top of the winner
 
 
-def test_the_same_event_delivered_twice_at_once_trains_once(aws):
+def retrain_event(aws, key: str, body: bytes | None = None) -> dict:
+    event = aws.upload(key, body) if body is not None else None
+    return aws.invoke("RetrainFunction", event)["outcomes"][0]
+
+
+def test_the_same_event_delivered_twice_at_once_trains_once(aws, settings):
+    """Two deliveries of one event in two execution environments at once (S3 can deliver twice): one trains, the
+    other is told the run is in progress (an error, so Lambda retries it) - never a success without a model."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
     event = aws.upload("incoming/twice.csv", SEED)
-    outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(aws.invoke("RetrainFunction", event))) for _ in (1, 2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(o["outcomes"][0]["status"] for o in outcomes) == ["duplicate", "promoted"]
+    obj = event["Records"][0]["s3"]["object"]
+    upload = {"bucket": aws.bucket, "key": "incoming/twice.csv", "etag": obj["eTag"], "version_id": obj["versionId"]}
+    started = threading.Event()
+    outcomes: list[object] = []
+
+    def deliver(first: bool) -> None:
+        s3, ddb = aws.client("s3", "RetrainFunction"), aws.client("dynamodb", "RetrainFunction")
+        if first:  # hold the first run inside training until the second delivery has been answered
+            s3.meta.events.register("provide-client-params.s3.PutObject", lambda **_: started.set() or time.sleep(2))
+        run = pipeline.retrain_once(s3, ddb, settings)
+        run.config.register_lambda_context(SimpleNamespace(get_remaining_time_in_millis=lambda: 900_000))
+        try:
+            outcomes.append(run(upload=upload))
+        except IdempotencyAlreadyInProgressError as e:
+            outcomes.append(e)
+
+    first = threading.Thread(target=deliver, args=(True,))
+    first.start()
+    assert started.wait(300)
+    deliver(False)
+    first.join()
+    assert isinstance(outcomes[0], IdempotencyAlreadyInProgressError), outcomes  # the second, answered first
+    assert outcomes[1]["status"] == "promoted"
+    later = aws.invoke("RetrainFunction", event)["outcomes"][0]  # Lambda's retry of the second delivery
+    assert later["status"] == "duplicate" and later["version"] == outcomes[1]["version"]

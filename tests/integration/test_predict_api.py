@@ -1,14 +1,11 @@
 """PredictFunction through HTTP API v2 events, against the local S3 and DynamoDB."""
 
 import base64
-import io
 import json
-import sys
 
 import pytest
 import requests
 
-from kclocal import stack as local
 from kclocal.data import by_date
 from kcprice import registry
 from kcprice.schema import MAX_BATCH
@@ -35,7 +32,16 @@ def with_body(body: str, content_type: str = "application/json") -> dict:
 
 
 @pytest.fixture
-def champion(aws):
+def champion(aws, small_model):
+    """A champion as retrain leaves it (published, then the pointer moved), without training per test."""
+    registry.publish_version(aws.s3, aws.bucket, small_model.artifact, small_model.meta)
+    registry.promote(aws.s3, aws.bucket, small_model.meta, None, {})
+    return small_model.meta["version"]
+
+
+@pytest.fixture
+def retrained(aws):
+    """A champion trained and promoted by RetrainFunction itself (lineage, model card)."""
     aws.invoke("RetrainFunction", aws.upload("incoming/seed.csv", by_date(before="20150101", step=2)))
     return registry.read_champion(aws.s3, aws.bucket)[0]["version"]
 
@@ -112,7 +118,8 @@ def test_bad_house_id_is_422(aws, champion):
     assert status == 422 and "house_id" in body["message"]
 
 
-def test_model_and_health_and_openapi(aws, champion):
+def test_model_and_health_and_openapi(aws, retrained):
+    champion = retrained
     status, body = call(aws, load_event("predict_model.json"))
     assert status == 200 and body["champion"]["version"] == champion
     assert body["metadata"]["lineage"]["source_key"] == "incoming/seed.csv"
@@ -134,26 +141,23 @@ def test_unknown_route_is_404(aws, champion):
     assert call(aws, event)[0] == 404
 
 
-def test_logs_carry_the_request_id_and_metrics_are_emf(aws, champion, capsys):
-    aws.invoke("PredictFunction", load_event("predict_health.json"))  # imports the handler as Lambda would
-    local.cold_start()  # a fresh environment: the next request loads the champion
-    capsys.readouterr()
-    module = sys.modules[aws.spec.functions["PredictFunction"].module]
-    logs = io.StringIO()
-    previous = module.logger.registered_handler.setStream(logs)  # the handler's stream was bound at first import
-    try:
-        first, second = load_event("predict_post.json"), load_event("predict_post.json")
-        second["requestContext"]["requestId"] = "second-request"
-        assert call(aws, first)[0] == call(aws, second)[0] == 200
-    finally:
-        module.logger.registered_handler.setStream(previous)
-    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
-    loaded = [line for line in lines if line["message"] == "model loaded"]
+def test_logs_carry_the_request_id_and_metrics_are_emf(aws, champion):
+    aws.stack.lambdas.recycle("PredictFunction")  # a fresh environment: the first request loads the champion
+    log = aws.stack.log_dir / "PredictFunction.log"
+    start = log.stat().st_size if log.exists() else 0
+    first, second = load_event("predict_post.json"), load_event("predict_post.json")
+    second["requestContext"]["requestId"] = "second-request"
+    assert call(aws, first)[0] == call(aws, second)[0] == 200
+    with open(log) as f:
+        f.seek(start)
+        lines = [json.loads(line) for line in f.read().splitlines() if line.startswith("{")]
+    loaded = [line for line in lines if line.get("message") == "model loaded"]
     assert len(loaded) == 1  # the first request loads the champion, the second reuses it
     assert loaded[0]["correlation_id"] == first["requestContext"]["requestId"]
     assert loaded[0]["model_version"] == champion and loaded[0]["service"] == "predict"
+    assert loaded[0]["function_name"] == "kc-price-PredictFunction"
 
-    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    emf = [line for line in lines if "_aws" in line]
     assert [blob["HousesPriced"] for blob in emf] == [[1.0], [1.0]]  # one metric blob per invocation
     assert "ModelLoadTime" in emf[0] and "ModelLoadTime" not in emf[1]
     assert all(blob["PredictLatency"][0] > 0 and blob["service"] == "predict" for blob in emf)

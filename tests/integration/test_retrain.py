@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from kclocal import stack as local
 from kclocal.data import by_date, stride
 from kcprice import registry
 from tests.integration.conftest import load_event
@@ -91,7 +90,12 @@ def test_a_duplicate_delivery_trains_once(aws):
     event = aws.upload("incoming/once.csv", stride(3))
     first = aws.invoke("RetrainFunction", event)["outcomes"][0]
     second = aws.invoke("RetrainFunction", event)["outcomes"][0]
-    assert first["status"] == "promoted" and second["status"] == "duplicate"
+    assert first["status"] == "promoted"
+    assert second == {**first, "status": "duplicate", "first_status": "promoted"}  # what the first delivery did
+    versions = {
+        k["Key"].split("/")[1] for k in aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="models/v")["Contents"]
+    }
+    assert versions == {first["version"]}  # trained once
 
 
 def test_too_few_training_rows_is_rejected(aws):
@@ -101,9 +105,8 @@ def test_too_few_training_rows_is_rejected(aws):
     assert registry.read_champion(aws.s3, aws.bucket) == (None, None)
 
 
-def test_a_required_margin_refuses_a_challenger_that_is_only_better(aws, seeded, monkeypatch):
-    monkeypatch.setenv("MIN_MAPE_IMPROVEMENT", "5")  # what the template's MinMapeImprovement parameter sets
-    local.cold_start()  # settings are read at cold start
+def test_a_required_margin_refuses_a_challenger_that_is_only_better(aws, seeded):
+    aws.deploy({"MinMapeImprovement": "5"})  # the template parameter, through a new deployment
     _, etag = registry.read_champion(aws.s3, aws.bucket)
     out = retrain(aws, "incoming/2014.csv", by_date(before="20150101"))  # twice the data: ~0.5 points better
     gate = get_json(aws, "reports/incoming/2014.csv.json")["gate"]
