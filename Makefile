@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test unit integration e2e build sizes local demo bench load clean
+.PHONY: install lint test unit integration e2e build sizes local demo bench load sam-local clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
@@ -57,6 +57,10 @@ bench: install
 
 load: install
 	kcprice-local load
+
+# The README's `sam local` commands against the local AWS endpoint, in Docker (see tools/kclocal/samlocal.py).
+sam-local: build
+	$(PY) -m kclocal.samlocal
 
 clean:
 	rm -rf .aws-sam build .pytest_cache .ruff_cache

@@ -1,5 +1,6 @@
-"""Run each built function from .aws-sam/build with only its own layers on the path (plus boto3, which the
-Lambda runtime provides), in an isolated python3.12: proves the layers hold everything each function imports."""
+"""Run each built function from .aws-sam/build with only its own layers on the path, then the Lambda runtime's
+own (older) boto3 after them, as /opt/python precedes the runtime's packages in Lambda, in an isolated python3.12:
+proves the layers hold everything each function imports, and that the boto3 they ship is the one that runs."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-import boto3
+from kclocal.samlocal import RUNTIME_BOTO3, pip_install
 
-RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six.py", "jmespath"]
+# The layer's boto3, not the runtime's: S3 conditional writes are in its PutObject model.
+BOTO3 = """
+import botocore, boto3, os
+assert '/ModelLayer/' in botocore.__file__ and '/ModelLayer/' in boto3.__file__, botocore.__file__
+put = botocore.session.get_session().get_service_model('s3').operation_model('PutObject').input_shape.members
+assert {'IfMatch', 'IfNoneMatch'} <= set(put), 'this botocore cannot make conditional writes'
+print('boto3', boto3.__version__, 'botocore', botocore.__version__, 'from the layer;', end=' ')
+"""
 
-PREDICT = """
+PREDICT = (
+    BOTO3
+    + """
 import sys, numpy as np
 import app  # the built PredictFunction's handler module
 from kcprice.dataset import read_sales
@@ -21,8 +31,12 @@ from kcprice.predictor import Predictor
 assert not [m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy', 'matplotlib')]
 print('predict ok')
 """
-RETRAIN = """
+)
+RETRAIN = (
+    BOTO3
+    + """
 import sys, matplotlib
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 import app  # the built RetrainFunction's handler module
 from kcprice.dataset import read_sales
 from kcprice.training import train
@@ -34,15 +48,15 @@ files = card.render(result, sales.take(list(range(200))))
 assert files['card.html'].startswith(b'<!doctype html>') and files['residuals.png'][:4] == b'\\x89PNG', list(files)
 print('retrain ok:', len(result.artifact), 'bytes,', len(files), 'card files')
 """
+)
 
 
 def runtime_dir() -> Path:
-    """A folder holding what the Lambda python3.12 runtime ships besides the standard library: boto3."""
-    site = Path(boto3.__file__).resolve().parents[1]
-    tmp = Path(tempfile.mkdtemp(prefix="lambda-runtime-"))
-    for name in RUNTIME_PACKAGES:
-        (tmp / name).symlink_to(site / name)
-    return tmp
+    """What the Lambda python3.12 runtime ships besides the standard library: its boto3 (cached in build/)."""
+    folder = Path(__file__).resolve().parents[2] / "build" / "lambda-runtime" / RUNTIME_BOTO3.replace("==", "-")
+    if not (folder / "boto3").is_dir():
+        pip_install(folder, RUNTIME_BOTO3)
+    return folder
 
 
 def run(build: Path, function: str, layers: list[str], code: str, *args: str) -> None:
