@@ -49,9 +49,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from kcprice.schema import PredictRequest
 
     text = sys.stdin.read() if args.houses == "-" else Path(args.houses).read_text()
-    payload = json.loads(text)
-    try:
-        req = PredictRequest.model_validate(payload if isinstance(payload, dict) else {"houses": payload})
+    if text.lstrip().startswith("["):  # a bare list of houses
+        text = '{"houses": ' + text + "}"
+    try:  # as JSON text, exactly as the API reads it
+        req = PredictRequest.model_validate_json(text)
     except ValidationError as e:
         print(e, file=sys.stderr)
         return 2

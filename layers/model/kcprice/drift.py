@@ -3,14 +3,21 @@
 Each model stores, per raw input column, the decile edges of its training data and the fraction of rows per
 bin; new data (an upload, an inventory) is binned on the same edges. PSI = sum((p - q) * ln(p / q)).
 Rule of thumb: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 significant shift.
+
+The sale date is not compared: new sales are newer than the training data by construction, so its PSI is always
+large and a warning on it would mean nothing. The report gives the dates the new data covers instead.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 
 from kcprice.features import RAW_COLUMNS
+from kcprice.fields import EPOCH
 
+NOT_COMPARED = ("day",)
 _EPS = 1e-4  # floor for empty bins, so ln(p/q) stays finite
 
 
@@ -32,7 +39,7 @@ def _fractions(col: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def psi(ref: dict[str, dict[str, list[float]]], raw: np.ndarray) -> dict[str, float]:
     out = {}
     for j, name in enumerate(RAW_COLUMNS):
-        if name not in ref:
+        if name not in ref or name in NOT_COMPARED:
             continue
         col = raw[:, j]
         col = col[np.isfinite(col)]
@@ -47,4 +54,8 @@ def psi(ref: dict[str, dict[str, list[float]]], raw: np.ndarray) -> dict[str, fl
 def drift_report(ref: dict, raw: np.ndarray, threshold: float) -> dict:
     values = psi(ref, raw)
     drifted = sorted((k for k, v in values.items() if v > threshold), key=lambda k: -values[k])
-    return {"psi": values, "threshold": threshold, "drifted": drifted, "max_psi": max(values.values(), default=0.0)}
+    days = raw[:, RAW_COLUMNS.index("day")]
+    days = days[np.isfinite(days)]
+    span = [str(EPOCH + dt.timedelta(days=int(d))) for d in (days.min(), days.max())] if days.size else None
+    return {"psi": values, "threshold": threshold, "drifted": drifted, "max_psi": max(values.values(), default=0.0),
+            "sale_dates": span}  # fmt: skip

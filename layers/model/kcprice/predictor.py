@@ -80,6 +80,12 @@ class Predictor:
             a = {k: z[k] for k in _ARRAYS}
         meta = json.loads(str(a["meta"]))
         _check_compatible(meta, a["grids"])
+        # Nothing non-finite is ever served: a NaN leaf or map cell would price some houses NaN (thresholds are
+        # +inf where a tree is padded; NaN is never a threshold).
+        bad = [k for k in ("leaf", "grids", "baseline") if not np.isfinite(a[k]).all()]
+        bad += ["threshold"] * bool(np.isnan(a["threshold"]).any())
+        if bad:
+            raise ValueError(f"artifact {meta.get('version')} holds non-finite values in {', '.join(bad)}")
         return cls(
             feature=a["feature"],
             threshold=a["threshold"],

@@ -1,31 +1,71 @@
-"""API input and output models (pydantic), built on the bounds and rules of kcprice.fields."""
+"""API input and output models (pydantic), built on kcprice.fields: the same definition of a valid value as the
+CSV validator (finite, in bounds, a multiple of the field's step), the same cross-field rules.
+
+Numbers are strict about type: a field takes a JSON number, not a string ("1180") nor a boolean (true). A whole
+number written 1180.0 is a whole number (as in JSON Schema). What JSON Schema can say is in the OpenAPI document
+(types, bounds, steps as multipleOf, the date format); the cross-field rules are in the descriptions.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from kcprice.fields import BOUNDS, EPOCH, FIELDS, MAX_BATCH, rule_violations
+from kcprice.fields import BOUNDS, DATE_MAX, DATE_MIN, DATE_RULE, EPOCH, FIELDS, MAX_BATCH, describe, rule_violations
+
+STEPPED = tuple(name for name, (_, _, step) in BOUNDS.items() if step)
+RULES = "sqft_above + sqft_basement must equal sqft_living; yr_renovated must be 0 (never) or at least yr_built"
+
+
+def _schema_of(step: float | None):
+    def edit(schema: dict) -> None:
+        if step == 1:
+            schema["type"] = "integer"  # JSON Schema's integer includes 1180.0
+        elif step:
+            schema["multipleOf"] = step
+
+    return edit
 
 
 def _field(name: str, description: str):
-    low, high, integer = BOUNDS[name]
-    typ = int if integer else float
-    return Annotated[typ, Field(ge=low, le=high, description=f"{description} ({low}..{high})")]
+    low, high, step = BOUNDS[name]
+    return Annotated[float, Field(strict=True, ge=low, le=high, allow_inf_nan=False, json_schema_extra=_schema_of(step),
+                                  description=f"{description}: {describe(BOUNDS[name])}")]  # fmt: skip
+
+
+def _date_text(v):
+    """An ISO date string (or a date): a number would be read as a Unix timestamp, silently."""
+    if v is not None and not isinstance(v, str | dt.date):
+        raise ValueError("must be an ISO 8601 date string, YYYY-MM-DD")
+    return v
+
+
+def is_multiple(v: float, step: float) -> bool:
+    """kcprice.fields.value_problems' step rule, for one value (the same operations, so the same answers)."""
+    q = v / step
+    return q == round(q)
+
+
+EXAMPLE_HOUSE = {
+    "bedrooms": 3, "bathrooms": 1.0, "sqft_living": 1180, "sqft_lot": 5650, "floors": 1.0, "waterfront": 0,
+    "view": 0, "condition": 3, "grade": 7, "sqft_above": 1180, "sqft_basement": 0, "yr_built": 1955,
+    "yr_renovated": 0, "zipcode": 98178, "lat": 47.5112, "long": -122.257, "sqft_living15": 1340,
+    "sqft_lot15": 5650, "date": "2014-10-13",
+}  # fmt: skip
 
 
 class House(BaseModel):
     """One house to price. Unknown fields are rejected so a typo never silently becomes a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"description": f"A King County house. {RULES}."})
 
     bedrooms: _field("bedrooms", "bedrooms")
-    bathrooms: _field("bathrooms", "bathrooms, multiple of 0.25")
-    sqft_living: _field("sqft_living", "interior living space, sq ft")
+    bathrooms: _field("bathrooms", "bathrooms (0.25 per quarter bath)")
+    sqft_living: _field("sqft_living", "interior living space, sq ft; = sqft_above + sqft_basement")
     sqft_lot: _field("sqft_lot", "land, sq ft")
-    floors: _field("floors", "floors, multiple of 0.5")
+    floors: _field("floors", "floors (0.5 per half floor)")
     waterfront: _field("waterfront", "1 if on the waterfront")
     view: _field("view", "view rating")
     condition: _field("condition", "condition rating")
@@ -33,19 +73,30 @@ class House(BaseModel):
     sqft_above: _field("sqft_above", "living space above ground, sq ft")
     sqft_basement: _field("sqft_basement", "living space below ground, sq ft")
     yr_built: _field("yr_built", "year built")
-    yr_renovated: _field("yr_renovated", "year renovated, 0 if never")
+    yr_renovated: _field("yr_renovated", "year renovated: 0 if never, else at least yr_built")
     zipcode: _field("zipcode", "King County zip code")
     lat: _field("lat", "latitude")
     long: _field("long", "longitude")
     sqft_living15: _field("sqft_living15", "living space of the 15 nearest neighbours, sq ft")
     sqft_lot15: _field("sqft_lot15", "lot size of the 15 nearest neighbours, sq ft")
-    date: dt.date | None = Field(
-        default=None, description="sale date (ISO 8601); omitted = the latest date the model was trained on"
-    )
+    date: Annotated[dt.date | None, BeforeValidator(_date_text)] = Field(
+        default=None, ge=DATE_MIN, le=DATE_MAX,
+        description=f"sale date (ISO 8601, {DATE_MIN}..{DATE_MAX}); omitted = the latest date the model was "
+                    "trained on",
+    )  # fmt: skip
+
+    @field_validator(*STEPPED)
+    @classmethod
+    def _step(cls, v: float, info) -> float:
+        step = BOUNDS[info.field_name][2]
+        if not is_multiple(v, step):
+            raise ValueError("must be a whole number" if step == 1 else f"must be a multiple of {step:g}")
+        return v
 
     @model_validator(mode="after")
     def _kc_rules(self) -> House:
-        cols = {k: float(getattr(self, k)) for k in FIELDS}
+        cols = {k: getattr(self, k) for k in ("sqft_above", "sqft_basement", "sqft_living", "yr_renovated",
+                                              "yr_built")}  # fmt: skip
         broken = [msg for msg, bad in rule_violations(cols).items() if bad]
         if broken:
             raise ValueError("; ".join(broken))
@@ -53,11 +104,11 @@ class House(BaseModel):
 
     def raw_row(self, default_day: float) -> list[float]:
         day = float((self.date - EPOCH).days) if self.date else default_day
-        return [float(getattr(self, k)) for k in FIELDS] + [day]
+        return [getattr(self, k) for k in FIELDS] + [day]
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"houses": [EXAMPLE_HOUSE]}]})
     houses: list[House] = Field(min_length=1, max_length=MAX_BATCH, description=f"1..{MAX_BATCH} houses")
 
     def __repr__(self) -> str:
@@ -73,3 +124,25 @@ class Prediction(BaseModel):
 class PredictResponse(BaseModel):
     model_version: str
     predictions: list[Prediction]
+
+
+class HousePrice(BaseModel):
+    house_id: str
+    price: float
+    model_version: str = Field(description="the model that computed the price")
+    computed_at: int = Field(description="when, in seconds since the Unix epoch")
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="where: body.houses.0.zipcode, path.house_id, ...")
+    type: str = Field(description="the kind of problem, e.g. less_than_equal, finite_number, missing")
+    msg: str = Field(description="what is wrong, in words")
+
+
+class ErrorResponse(BaseModel):
+    statusCode: int
+    message: str = Field(description="what is wrong, naming the field")
+    detail: list[ErrorDetail] | None = Field(default=None, description="one entry per problem (422 only)")
+
+
+DATE_MESSAGE = f"date {DATE_RULE}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -61,8 +62,20 @@ def get_json(s3, bucket: str, key: str) -> Any:
     return json.loads(get_bytes(s3, bucket, key))
 
 
+def strict(doc: Any) -> Any:
+    """A copy that strict JSON can hold: non-finite floats (NaN, inf) become null. Python's json would write bare
+    NaN tokens, which other parsers (and the JSON standard) reject."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: strict(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [strict(v) for v in doc]
+    return doc
+
+
 def put_json(s3, bucket: str, key: str, doc: Any, **kwargs) -> str:
-    body = json.dumps(doc, indent=2, sort_keys=True, default=str).encode()
+    body = json.dumps(strict(doc), indent=2, sort_keys=True, default=str, allow_nan=False).encode()
     return s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **kwargs)["ETag"]
 
 
