@@ -51,5 +51,8 @@ def handler(event, context):
         metrics.add_metric("PrecomputeSeconds", MetricUnit.Seconds, out.seconds)
     if out.drift:
         metrics.add_metric("InventoryMaxPSI", MetricUnit.NoUnit, out.drift["max_psi"])
-    logger.info("precompute done", extra={"status": out.status, "items": out.items, "model_version": out.model_version})
-    return {"status": out.status, "model_version": out.model_version, "items": out.items, "seconds": out.seconds}
+    metrics.add_metric("HousesSkipped", MetricUnit.Count, out.skipped)
+    result = {"status": out.status, "model_version": out.model_version, "items": out.items, "skipped": out.skipped,
+              "seconds": out.seconds}  # fmt: skip
+    logger.info("precompute done", extra=result)
+    return result

@@ -34,3 +34,7 @@ class RetrainSettings(_Base):
     idempotency_table: str = Field(validation_alias="IDEMPOTENCY_TABLE", min_length=3)
     idempotency_days: int = Field(7, validation_alias="IDEMPOTENCY_DAYS", ge=1)
     psi_threshold: float = Field(0.2, validation_alias="PSI_THRESHOLD", gt=0)
+    # An upload whose prices are further from the champion's than this (median error, as a multiple of the
+    # champion's holdout median error, and at least the floor) is quarantined, not trained on.
+    plausibility_factor: float = Field(3.0, validation_alias="PLAUSIBILITY_FACTOR", gt=1)
+    plausibility_floor: float = Field(0.25, validation_alias="PLAUSIBILITY_FLOOR", gt=0)

@@ -21,6 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kcprice import layout
 from kcprice.errors import (
     ArtifactIntegrityError,
     ChampionChangedError,
@@ -31,13 +32,13 @@ from kcprice.errors import (
 from kcprice.predictor import Predictor
 from kcprice.storage import error_code, get_bytes, get_json, is_missing, is_transient, lost_condition, put_json
 
-CHAMPION_KEY = "models/champion.json"
+CHAMPION_KEY = layout.CHAMPION
 NO_MODEL = "no model has been promoted yet: upload sales to incoming/ to train one"
 log = logging.getLogger(__name__)
 
 
 def version_prefix(version: str) -> str:
-    return f"models/{version}/"
+    return layout.version(version)
 
 
 def publish_version(s3, bucket: str, artifact: bytes, meta: dict[str, Any], extra: dict[str, bytes] | None = None):
