@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from typing import Annotated
 
@@ -22,13 +23,31 @@ from pydantic import ValidationError
 from kcprice import registry
 from kcprice.config import PredictSettings
 from kcprice.errors import NoModelError, NotFoundError, StoreUnavailableError
-from kcprice.schema import MAX_BATCH, Prediction, PredictRequest, PredictResponse
+from kcprice.schema import (
+    DATE_MESSAGE,
+    MAX_BATCH,
+    ErrorResponse,
+    HousePrice,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+)
 from kcprice.storage import get_price, is_transient
 
 logger = Logger()
 metrics = Metrics()
+TITLE = "kc-price"
+DESCRIPTION = "King County house prices: valuations by the serving model, and precomputed prices of the inventory"
 app = APIGatewayHttpResolver(enable_validation=True)
-app.enable_swagger(path="/swagger", title="kc-price", version="1", description="King County house prices")
+app.enable_swagger(path="/swagger", title=TITLE, version="1", description=DESCRIPTION)
+
+
+def errors(*statuses: int) -> dict:
+    """OpenAPI responses for the errors a route answers, all in this API's one error format."""
+    what = {404: "Not found", 415: "The body is not application/json", 422: "Invalid request: the message and "
+            "`detail` name each field and what is wrong", 503: "No model yet, or the model store is not answering: "
+            "retry"}  # fmt: skip
+    return {s: {"description": what[s], "content": {"application/json": {"model": ErrorResponse}}} for s in statuses}
 
 
 @functools.cache
@@ -66,7 +85,8 @@ def _typed_body(app: APIGatewayHttpResolver, next_middleware):
     """
     event = app.current_event
     content_type = event.headers.get("content-type", "").strip()
-    if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
+    # Media types are case-insensitive and may carry parameters (charset); "application/jsonx" is another type.
+    if content_type and content_type.split(";")[0].strip().lower() != content_types.APPLICATION_JSON:
         raise RequestUnsupportedContentType(
             "Unsupported content type",
             errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": f"got {content_type}"}],
@@ -87,7 +107,8 @@ def _typed_body(app: APIGatewayHttpResolver, next_middleware):
     enable_validation=False,
     middlewares=[_typed_body],
     responses={200: {"description": "Prices, and the model version that made them",
-                     "content": {"application/json": {"model": PredictResponse}}}},
+                     "content": {"application/json": {"model": PredictResponse}}},
+               **errors(415, 422, 503)},
 )  # fmt: skip
 def predict(request: PredictRequest):  # no return annotation: the body is serialized here, once
     t0 = time.perf_counter()
@@ -99,7 +120,12 @@ def predict(request: PredictRequest):  # no return annotation: the body is seria
     return Response(200, content_types.APPLICATION_JSON, body.model_dump_json())
 
 
-@app.get("/houses/<house_id>/price", summary="Precomputed price of a house in the inventory")
+@app.get(
+    "/houses/<house_id>/price",
+    summary="Precomputed price of a house in the inventory",
+    responses={200: {"description": "The stored price", "content": {"application/json": {"model": HousePrice}}},
+               **errors(404, 422)},
+)  # fmt: skip
 def house_price(house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description="KC house id")]) -> dict:
     settings, _, ddb, _ = runtime()
     item = get_price(ddb, settings.table, house_id)
@@ -111,7 +137,7 @@ def house_price(house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description
     return item
 
 
-@app.get("/model", summary="Metadata of the serving model")
+@app.get("/model", summary="Metadata of the serving model", responses=errors(503))
 def model_info() -> dict:
     settings, s3, _, _ = runtime()
     _, pointer = _champion()
@@ -135,17 +161,48 @@ def health() -> dict:
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi():  # no return annotation: Response is not a pydantic type
-    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title="kc-price", version="1"))
+    return Response(200, content_types.APPLICATION_JSON, openapi_document())
+
+
+@functools.cache
+def openapi_document() -> str:
+    """The document /swagger serves, with the errors as this API answers them: Powertools adds its own 422 schema
+    (HTTPValidationError, whose ValidationError requires a `msg` it never defines) to every validated route."""
+    doc = json.loads(app.get_openapi_json_schema(title=TITLE, version="1", description=DESCRIPTION))
+    schemas = doc["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas.update(ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")["$defs"])
+    schemas["ErrorResponse"] = {k: v for k, v in ErrorResponse.model_json_schema(
+        ref_template="#/components/schemas/{model}").items() if k != "$defs"}  # fmt: skip
+    for path in doc["paths"].values():
+        for op in path.values():
+            for resp in op.get("responses", {}).values():
+                for media in resp.get("content", {}).values():
+                    if media.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                        media["schema"] = {"$ref": "#/components/schemas/ErrorResponse"}
+    return json.dumps(doc)
 
 
 def _error(status: int, message: str, **extra) -> Response:
     return Response(status, content_types.APPLICATION_JSON, {"statusCode": status, "message": message, **extra})
 
 
+def _message(err: dict) -> str:
+    """pydantic's words, made plain where they would mislead."""
+    field = err["loc"][-1] if err["loc"] else ""
+    if field == "date" and err["type"] in ("less_than_equal", "greater_than_equal", "date_parsing", "date_type",
+                                           "date_from_datetime_parsing"):  # fmt: skip
+        return DATE_MESSAGE.removeprefix("date ")
+    if err["type"] == "float_type":
+        return "must be a JSON number (not a string or a boolean)"
+    return err.get("msg", "").removeprefix("Value error, ")
+
+
 @app.exception_handler(RequestValidationError)
 def _invalid(e: RequestValidationError) -> Response:
     # Name the field and say what is wrong; never echo Python internals.
-    detail = [{"loc": list(err["loc"]), "type": err["type"], "msg": err.get("msg", "")} for err in e.errors()]
+    detail = [{"loc": list(err["loc"]), "type": err["type"], "msg": _message(err)} for err in e.errors()]
     return _error(422, "invalid request: " + "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail),
                   detail=detail)  # fmt: skip
 

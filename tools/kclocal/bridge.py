@@ -4,6 +4,7 @@ declares. Like API Gateway: unknown routes are 404 {"message": "Not Found"}, bod
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import threading
@@ -45,7 +46,20 @@ class Bridge:
             def _handle(self):
                 bridge.handle(self)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _handle
+
+            def send_error(self, code, message=None, explain=None):
+                # http.server answers what it cannot parse (an unknown method, a bad request line) with an HTML
+                # page; API Gateway answers JSON. Unknown methods are routes that do not exist: 404, as there.
+                status, text = (404, "Not Found") if code == 501 else (code, message or "Bad Request")
+                body = json.dumps({"message": text}).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.send_header("connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True

@@ -129,12 +129,7 @@ def schedule_event() -> dict:
     }
 
 
-EXAMPLE_HOUSE = {
-    "bedrooms": 3, "bathrooms": 1.0, "sqft_living": 1180, "sqft_lot": 5650, "floors": 1.0, "waterfront": 0,
-    "view": 0, "condition": 3, "grade": 7, "sqft_above": 1180, "sqft_basement": 0, "yr_built": 1955,
-    "yr_renovated": 0, "zipcode": 98178, "lat": 47.5112, "long": -122.257, "sqft_living15": 1340,
-    "sqft_lot15": 5650, "date": "2014-10-13",
-}  # fmt: skip
+from kcprice.schema import EXAMPLE_HOUSE  # noqa: E402 - the API's own example
 
 
 def write_all(folder: Path) -> list[Path]:
