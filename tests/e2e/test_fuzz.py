@@ -1,13 +1,25 @@
-"""Schemathesis against the API's own OpenAPI document, through the local HTTP stack (real handler, real
-routing): valid and invalid requests alike must never produce a 5xx, and every 4xx must say what is wrong."""
+"""The API fuzzed through the local HTTP stack (real routing, the real handler in its Lambda-like environment).
+
+- schemathesis from the API's own OpenAPI document, valid and invalid requests: never a 5xx, every 4xx says what
+  is wrong;
+- valid houses by a strategy that knows the rules JSON Schema cannot say (sqft_above + sqft_basement =
+  sqft_living, yr_renovated 0 or at least yr_built): every one is priced (200, a finite positive price);
+- named bad requests, each with its status and words.
+Each test counts its own requests, so none depends on running after another."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
 
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from kclocal.events import EXAMPLE_HOUSE
-from kcprice.schema import MAX_BATCH
+from kcprice.fields import BOUNDS, DATE_MAX, DATE_MIN, MAX_BATCH
+from kcprice.schema import EXAMPLE_HOUSE
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 300  # per operation and mode; 4 operations -> well over 1,000 requests
@@ -31,6 +43,7 @@ def operations(stack):
 def test_api_never_fails_and_explains_every_4xx(stack, mode):
     # Driven through schemathesis' strategies directly: its lazy pytest fixture loader does not support pytest 9.
     session = requests.Session()
+    seen: Counter[int] = Counter()
     for op in operations(stack):
         if mode == schemathesis.GenerationMode.NEGATIVE and not (op.body or list(op.iter_parameters())):
             continue  # nothing to make invalid (GET /health, GET /model)
@@ -39,11 +52,54 @@ def test_api_never_fails_and_explains_every_4xx(stack, mode):
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case):
             response = case.call(base_url=stack.bridge.url, session=session)
+            seen[response.status_code] += 1
             assert response.status_code < 500, (case.method, case.path, case.body, response.text)
             if 400 <= response.status_code < 500:
                 assert_names_the_problem(response)
 
         check()
+    print(f"\nschemathesis {mode.value}: {sum(seen.values())} requests, statuses {dict(sorted(seen.items()))}")
+    assert sum(seen.values()) >= 600 and seen[503] == 0  # a model was served throughout
+
+
+def _in(name: str, lo: float | None = None, hi: float | None = None):
+    low, high, step = BOUNDS[name]
+    lo, hi = max(low, lo if lo is not None else low), min(high, hi if hi is not None else high)
+    if step:
+        return st.integers(math.ceil(lo / step), math.floor(hi / step)).map(lambda k: k * step)
+    return st.floats(lo, hi, allow_nan=False)
+
+
+@st.composite
+def valid_houses(draw) -> dict:
+    above = draw(_in("sqft_above", hi=15_000))
+    basement = draw(_in("sqft_basement", hi=25_000 - above))
+    built = draw(_in("yr_built"))
+    house = {name: draw(_in(name)) for name in BOUNDS}
+    house.update(sqft_above=above, sqft_basement=basement, sqft_living=above + basement, yr_built=built,
+                 yr_renovated=draw(st.one_of(st.just(0), _in("yr_renovated", lo=built))))  # fmt: skip
+    if draw(st.booleans()):
+        house["date"] = draw(st.dates(DATE_MIN, DATE_MAX)).isoformat()
+    return {k: int(v) if BOUNDS.get(k, (0, 0, None))[2] == 1 else v for k, v in house.items()}
+
+
+def test_every_valid_house_is_priced(stack):
+    session = requests.Session()
+    priced = Counter()
+
+    @given(houses=st.lists(valid_houses(), min_size=1, max_size=5))
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(houses):
+        r = session.post(f"{stack.bridge.url}/predict", json={"houses": houses}, timeout=30)
+        assert r.status_code == 200, (houses, r.text)
+        prices = [p["price"] for p in r.json()["predictions"]]
+        assert len(prices) == len(houses) and all(math.isfinite(p) and p > 0 for p in prices)
+        priced["requests"] += 1
+        priced["houses"] += len(houses)
+
+    check()
+    print(f"\nvalid houses: {priced['requests']} requests, {priced['houses']} houses, all priced (200)")
+    assert priced["requests"] == 400
 
 
 @pytest.mark.parametrize(
@@ -54,11 +110,14 @@ def test_api_never_fails_and_explains_every_4xx(stack, mode):
         ("POST", "/predict", "[]", {"content-type": "application/json"}, 422, "body"),
         ("POST", "/predict", '{"houses": "many"}', {"content-type": "application/json"}, 422, "houses"),
         ("POST", "/predict", "a,b\n1,2", {"content-type": "text/csv"}, 415, "application/json"),
+        ("POST", "/predict", "{}", {"content-type": "application/jsonxyz"}, 415, "application/json"),
         ("POST", "/predict", b"\x80\xff{}", {"content-type": "application/json"}, 400, "UTF-8"),
         ("GET", "/houses/123/price", None, {}, 404, "POST /predict"),
         ("GET", "/houses/1%3B%20drop/price", None, {}, 422, "house_id"),
         ("GET", "/no/such/route", None, {}, 404, "Not Found"),
         ("PUT", "/predict", "{}", {"content-type": "application/json"}, 404, "Not Found"),
+        ("TRACE", "/predict", None, {}, 404, "Not Found"),
+        ("BREW", "/predict", None, {}, 404, "Not Found"),
     ],
 )
 def test_named_bad_requests(stack, method, path, body, headers, status, needle):
@@ -72,10 +131,6 @@ def test_huge_batch_is_refused_with_the_cap(stack):
     assert str(MAX_BATCH) in r.json()["message"]
 
 
-def test_fuzz_totals(stack):
-    """Runs last in this module: the bridge counted every response the fuzzing above produced."""
-    total = sum(stack.bridge.statuses.values())
-    server_errors = sum(n for code, n in stack.bridge.statuses.items() if code >= 500 and code != 503)
-    print(f"\nfuzz: {total} requests, statuses {dict(sorted(stack.bridge.statuses.items()))}")
-    assert total >= 1000 and server_errors == 0
-    assert stack.bridge.statuses[503] == 0  # a model was served throughout
+def test_the_example_house_is_priced(stack):
+    r = requests.post(f"{stack.bridge.url}/predict", json={"houses": [EXAMPLE_HOUSE]}, timeout=30)
+    assert r.status_code == 200 and r.json()["predictions"][0]["price"] > 0

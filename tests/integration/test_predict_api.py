@@ -74,10 +74,60 @@ def test_bad_requests_are_422_naming_the_problem(aws, champion, body, needle):
     assert status == 422 and needle in resp["message"].lower()
 
 
-@pytest.mark.parametrize("content_type", ["text/csv", "application/x-www-form-urlencoded", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type", ["text/csv", "application/x-www-form-urlencoded", "multipart/form-data", "application/jsonxyz"]
+)
 def test_wrong_content_type_is_415(aws, champion, content_type):
     status, resp = call(aws, with_body(load_event("predict_post.json")["body"], content_type))
     assert status == 415 and "application/json" in resp["message"]
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON", "application/json; charset=utf-8", " application/json"])
+def test_media_types_are_case_insensitive_and_take_parameters(aws, champion, content_type):
+    assert call(aws, with_body(load_event("predict_post.json")["body"], content_type))[0] == 200
+
+
+def house_with(**changes) -> str:
+    house = json.loads(load_event("predict_post.json")["body"])["houses"][0]
+    return json.dumps({"houses": [{**house, **changes}]})
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (house_with(date="9999-12-31"), "date", "from 2014-01-01 (the start of the model's sales history) to 2030"),
+        (house_with(date="0001-01-01"), "date", "from 2014-01-01"),
+        (house_with(date=1414000000), "date", "ISO 8601 date"),
+        (house_with(sqft_living="1180"), "sqft_living", "JSON number (not a string or a boolean)"),
+        (house_with(waterfront=True), "waterfront", "JSON number (not a string or a boolean)"),
+        (house_with(lat=12345.678).replace("12345.678", "NaN"), "lat", "finite number"),
+        (house_with(bathrooms=1.1), "bathrooms", "multiple of 0.25"),
+        (house_with(bedrooms=2.5), "bedrooms", "whole number"),
+    ],
+)  # fmt: skip
+def test_the_422_names_the_field_and_says_what_is_valid(aws, champion, body, field, words):
+    status, resp = call(aws, with_body(body))
+    assert status == 422, resp
+    (detail,) = resp["detail"]
+    assert detail["loc"][-1] == field and words in detail["msg"], detail
+    assert f"body.houses.0.{field}: " in resp["message"]
+
+
+def test_the_openapi_document_describes_every_answer(aws, champion):
+    status, spec = call(aws, load_event("predict_openapi.json"))
+    assert status == 200 and spec["info"]["description"]
+    schemas = spec["components"]["schemas"]
+    detail = schemas["ErrorDetail"]
+    assert set(detail["required"]) <= set(detail["properties"])  # every required field is defined
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    price = spec["paths"]["/houses/{house_id}/price"]["get"]["responses"]
+    assert {"200", "404", "422"} <= set(price)
+    assert price["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    predict = spec["paths"]["/predict"]["post"]["responses"]
+    assert {"200", "415", "422", "503"} <= set(predict)
+    house = schemas["House"]["properties"]
+    assert house["bathrooms"]["multipleOf"] == 0.25 and house["zipcode"]["type"] == "integer"
+    assert "sqft_above + sqft_basement" in schemas["House"]["description"]
 
 
 def test_out_of_range_field_is_named(aws, champion):

@@ -117,13 +117,19 @@ def test_date_formats(small, text, ok):
         assert report.problems[0].examples == [{"row": 2, "value": "10/13/2014"}]
 
 
-def test_merge_keeps_new_rows_for_the_same_sale(small):
+def test_merge_keeps_new_rows_for_the_same_sale_and_counts_what_changed(small):
     sales, _ = read_sales(to_bytes(small))
-    newer = [list(r) for r in small[:11]]
-    for r in newer[1:]:
-        r[newer[0].index("price")] = "123456"
-    new, _ = read_sales(to_bytes(newer))
-    both = merge(sales, new)
-    assert len(both) == len(sales)
-    assert (both.price == 123456).sum() == 10
-    assert both.sha256 and both.sha256 != sales.sha256
+    newer = [list(r) for r in small[:11]]  # header + 10 sales already known
+    for r in newer[1:6]:
+        r[newer[0].index("price")] = "123456"  # 5 corrected
+    extra = list(small[1])
+    extra[0], extra[1] = "1", "20150101T000000"  # 1 new sale
+    new, _ = read_sales(to_bytes([*newer, extra]))
+    merged = merge(sales, new)
+    assert (merged.new, merged.replaced, merged.unchanged) == (1, 5, 5)
+    assert len(merged.sales) == len(sales) + 1
+    assert (merged.sales.price == 123456).sum() == 5
+    assert merged.sales.sha256 and merged.sales.sha256 != sales.sha256
+    again = merge(merged.sales, new)
+    assert (again.new, again.replaced, again.unchanged) == (0, 0, 11)
+    assert again.sales.sha256 == merged.sales.sha256

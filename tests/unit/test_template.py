@@ -157,3 +157,19 @@ def test_the_layer_ships_the_boto3_the_code_needs():
     assert botocore.__version__ == layer["botocore"]
     put = botocore.session.get_session().get_service_model("s3").operation_model("PutObject").input_shape.members
     assert {"IfMatch", "IfNoneMatch"} <= set(put)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_the_key_layout_and_the_policies_say_the_same(function):
+    """kcprice.layout lists who writes and reads each prefix; the template grants exactly that."""
+    from kcprice import layout
+
+    prefixes = [layout.INCOMING, layout.DATASETS, layout.MODELS, layout.REPORTS, layout.REPORTS + "drift/",
+                layout.REJECTED, layout.REJECTED + layout.INVENTORY, layout.INVENTORY]  # fmt: skip
+    for prefix in prefixes:
+        key = prefix + "x/y.json"
+        writes = any(prefix.startswith(p) for p in layout.WRITERS[function])
+        reads = any(prefix.startswith(p) for p in layout.READERS[function])
+        assert allowed(function, "s3:PutObject", _arn(key)) is writes, (function, prefix)
+        assert allowed(function, "s3:GetObject", _arn(key)) is reads, (function, prefix)
+        assert allowed(function, "s3:ListBucket", _arn(), **{"s3:prefix": key}) is reads, (function, prefix)
