@@ -43,8 +43,9 @@ def handler(event, context):
     metrics.add_metric("PrecomputeRuns", MetricUnit.Count, 1)
     parsed = EVENT.validate_python(event)
     key = (parsed.inventory_key if isinstance(parsed, OnDemand) else None) or settings.inventory_key
-    out = precompute(s3, ddb, settings.bucket, settings.table, key, settings.prediction_ttl_days,
-                     settings.psi_threshold)  # fmt: skip
+    out = precompute(
+        s3, ddb, settings.bucket, settings.table, key, settings.prediction_ttl_days, settings.psi_threshold
+    )
     if out.stats:
         metrics.add_metric("ItemsWritten", MetricUnit.Count, out.stats.written)
         metrics.add_metric("ItemsRetried", MetricUnit.Count, out.stats.retried_items)
@@ -52,7 +53,12 @@ def handler(event, context):
     if out.drift:
         metrics.add_metric("InventoryMaxPSI", MetricUnit.NoUnit, out.drift["max_psi"])
     metrics.add_metric("HousesSkipped", MetricUnit.Count, out.skipped)
-    result = {"status": out.status, "model_version": out.model_version, "items": out.items, "skipped": out.skipped,
-              "seconds": out.seconds}  # fmt: skip
+    result = {
+        "status": out.status,
+        "model_version": out.model_version,
+        "items": out.items,
+        "skipped": out.skipped,
+        "seconds": out.seconds,
+    }
     logger.info("precompute done", extra=result)
     return result

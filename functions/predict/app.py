@@ -44,9 +44,12 @@ app.enable_swagger(path="/swagger", title=TITLE, version="1", description=DESCRI
 
 def errors(*statuses: int) -> dict:
     """OpenAPI responses for the errors a route answers, all in this API's one error format."""
-    what = {404: "Not found", 415: "The body is not application/json", 422: "Invalid request: the message and "
-            "`detail` name each field and what is wrong", 503: "No model yet, or the model store is not answering: "
-            "retry"}  # fmt: skip
+    what = {
+        404: "Not found",
+        415: "The body is not application/json",
+        422: "Invalid request: the message and `detail` name each field and what is wrong",
+        503: "No model yet, or the model store is not answering: retry",
+    }
     return {s: {"description": what[s], "content": {"application/json": {"model": ErrorResponse}}} for s in statuses}
 
 
@@ -106,10 +109,14 @@ def _typed_body(app: APIGatewayHttpResolver, next_middleware):
     summary=f"Price 1..{MAX_BATCH} houses",
     enable_validation=False,
     middlewares=[_typed_body],
-    responses={200: {"description": "Prices, and the model version that made them",
-                     "content": {"application/json": {"model": PredictResponse}}},
-               **errors(415, 422, 503)},
-)  # fmt: skip
+    responses={
+        200: {
+            "description": "Prices, and the model version that made them",
+            "content": {"application/json": {"model": PredictResponse}},
+        },
+        **errors(415, 422, 503),
+    },
+)
 def predict(request: PredictRequest):  # no return annotation: the body is serialized here, once
     t0 = time.perf_counter()
     model, _ = _champion()
@@ -123,9 +130,11 @@ def predict(request: PredictRequest):  # no return annotation: the body is seria
 @app.get(
     "/houses/<house_id>/price",
     summary="Precomputed price of a house in the inventory",
-    responses={200: {"description": "The stored price", "content": {"application/json": {"model": HousePrice}}},
-               **errors(404, 422)},
-)  # fmt: skip
+    responses={
+        200: {"description": "The stored price", "content": {"application/json": {"model": HousePrice}}},
+        **errors(404, 422),
+    },
+)
 def house_price(house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description="KC house id")]) -> dict:
     settings, _, ddb, _ = runtime()
     item = get_price(ddb, settings.table, house_id)
@@ -145,8 +154,9 @@ def model_info() -> dict:
     links = {}
     if "card.html" in meta.get("files", []):  # a signed link, so the card opens in a browser
         key = registry.version_prefix(pointer["version"]) + "card.html"
-        links["card_url"] = s3.generate_presigned_url("get_object", Params={"Bucket": settings.bucket, "Key": key},
-                                                      ExpiresIn=3600)  # fmt: skip
+        links["card_url"] = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": settings.bucket, "Key": key}, ExpiresIn=3600
+        )
     return {"champion": pointer, **links, "metadata": meta}
 
 
@@ -173,8 +183,11 @@ def openapi_document() -> str:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     schemas.update(ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")["$defs"])
-    schemas["ErrorResponse"] = {k: v for k, v in ErrorResponse.model_json_schema(
-        ref_template="#/components/schemas/{model}").items() if k != "$defs"}  # fmt: skip
+    schemas["ErrorResponse"] = {
+        k: v
+        for k, v in ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}").items()
+        if k != "$defs"
+    }
     for path in doc["paths"].values():
         for op in path.values():
             for resp in op.get("responses", {}).values():
@@ -191,8 +204,13 @@ def _error(status: int, message: str, **extra) -> Response:
 def _message(err: dict) -> str:
     """pydantic's words, made plain where they would mislead."""
     field = err["loc"][-1] if err["loc"] else ""
-    if field == "date" and err["type"] in ("less_than_equal", "greater_than_equal", "date_parsing", "date_type",
-                                           "date_from_datetime_parsing"):  # fmt: skip
+    if field == "date" and err["type"] in (
+        "less_than_equal",
+        "greater_than_equal",
+        "date_parsing",
+        "date_type",
+        "date_from_datetime_parsing",
+    ):
         return DATE_MESSAGE.removeprefix("date ")
     if err["type"] == "float_type":
         return "must be a JSON number (not a string or a boolean)"
@@ -203,8 +221,11 @@ def _message(err: dict) -> str:
 def _invalid(e: RequestValidationError) -> Response:
     # Name the field and say what is wrong; never echo Python internals.
     detail = [{"loc": list(err["loc"]), "type": err["type"], "msg": _message(err)} for err in e.errors()]
-    return _error(422, "invalid request: " + "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail),
-                  detail=detail)  # fmt: skip
+    return _error(
+        422,
+        "invalid request: " + "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail),
+        detail=detail,
+    )
 
 
 @app.exception_handler(RequestUnsupportedContentType)
@@ -230,8 +251,9 @@ def _no_model(e: NoModelError) -> Response:
 
 @app.exception_handler(StoreUnavailableError)
 def _store_unavailable(e: StoreUnavailableError) -> Response:
-    return Response(503, content_types.APPLICATION_JSON, {"statusCode": 503, "message": str(e)},
-                    headers={"Retry-After": "1"})  # fmt: skip
+    return Response(
+        503, content_types.APPLICATION_JSON, {"statusCode": 503, "message": str(e)}, headers={"Retry-After": "1"}
+    )
 
 
 @app.exception_handler(ClientError)

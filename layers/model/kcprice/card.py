@@ -32,8 +32,14 @@ def zipcode_errors(ref: Sales, pred: np.ndarray) -> list[dict]:
     rows = []
     for z in np.unique(ref.raw[:, ZIP]):
         m = ref.raw[:, ZIP] == z
-        rows.append({"zipcode": int(z), "n": int(m.sum()), "mape": float(ape[m].mean()),
-                     "median_price": float(np.median(ref.price[m]))})  # fmt: skip
+        rows.append(
+            {
+                "zipcode": int(z),
+                "n": int(m.sum()),
+                "mape": float(ape[m].mean()),
+                "median_price": float(np.median(ref.price[m])),
+            }
+        )
     return sorted(rows, key=lambda r: -r["mape"])
 
 
@@ -78,10 +84,17 @@ def render(result, ref: Sales, drift: dict | None = None) -> dict[str, bytes]:
     files["importance.png"] = _png(fig)
 
     zips = zipcode_errors(ref, pred)
-    files["card.json"] = json.dumps({"version": meta["version"], "zipcode_errors": zips, "importance": importance,
-                                     "drift": drift}, indent=2).encode()  # fmt: skip
+    files["card.json"] = json.dumps(
+        {"version": meta["version"], "zipcode_errors": zips, "importance": importance, "drift": drift}, indent=2
+    ).encode()
     files["card.html"] = _html(meta, zips, importance, drift, files).encode()
     return files
+
+
+NOT_SPLIT = (
+    "<p>not evaluated per upload: the reference holdout below decides. <code>kcprice evaluate</code> "
+    "measures the design on the fixed split protocol.</p>"
+)
 
 
 def _html(meta: dict, zips: list[dict], importance: dict, drift: dict | None, files: dict[str, bytes]) -> str:
@@ -91,19 +104,26 @@ def _html(meta: dict, zips: list[dict], importance: dict, drift: dict | None, fi
     def table(rows: list[dict], cols: list[str]) -> str:
         head = "".join(f"<th>{c}</th>" for c in cols)
         body = "".join(
-            "<tr>" + "".join(f"<td>{r[c]:.2f}</td>" if isinstance(r[c], float) else f"<td>{r[c]}</td>" for c in cols)
-            + "</tr>" for r in rows
-        )  # fmt: skip
+            "<tr>"
+            + "".join(f"<td>{r[c]:.2f}</td>" if isinstance(r[c], float) else f"<td>{r[c]}</td>" for c in cols)
+            + "</tr>"
+            for r in rows
+        )
         return f"<table><tr>{head}</tr>{body}</table>"
 
     splits = [{"split": k, **{m: v[m] for m in ("mape", "r2", "rmse", "mae", "n")}} for k, v in meta["metrics"].items()]
     hold = meta.get("holdout", {})
-    gate = [{"model": k, **{m: v[m] for m in ("mape", "r2", "rmse", "mae", "n")}}
-            for k, v in (("challenger", hold.get("challenger")), ("champion", hold.get("champion"))) if v]  # fmt: skip
+    gate = [
+        {"model": k, **{m: v[m] for m in ("mape", "r2", "rmse", "mae", "n")}}
+        for k, v in (("challenger", hold.get("challenger")), ("champion", hold.get("champion")))
+        if v
+    ]
     drift_html = "<p>no drift computed</p>"
     if drift:
-        rows = [{"feature": k, "psi": v, "flag": "DRIFT" if v > drift["threshold"] else ""}
-                for k, v in sorted(drift["psi"].items(), key=lambda kv: -kv[1])]  # fmt: skip
+        rows = [
+            {"feature": k, "psi": v, "flag": "DRIFT" if v > drift["threshold"] else ""}
+            for k, v in sorted(drift["psi"].items(), key=lambda kv: -kv[1])
+        ]
         drift_html = f"<p>PSI threshold {drift['threshold']}; drifted: {', '.join(drift['drifted']) or 'none'}</p>"
         drift_html += table(rows, ["feature", "psi", "flag"])
     lineage = html.escape(json.dumps(meta.get("lineage", {}), indent=2))
@@ -114,7 +134,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} img{{max-width:1
 <h1>Model {meta["version"]}</h1>
 <p>{meta["model"]} on {meta["target"]}, {meta["n_trees"]} trees of depth {meta["depth"]}, trained on
 {meta["n_rows"]:,} sales (data sha256 <code>{meta["data_sha256"][:16]}</code>), created {meta["created_at"]}.</p>
-<h2>Evaluation splits</h2>{table(splits, ["split", "mape", "r2", "rmse", "mae", "n"]) if splits else "<p>skipped</p>"}
+<h2>Evaluation splits</h2>{table(splits, ["split", "mape", "r2", "rmse", "mae", "n"]) if splits else NOT_SPLIT}
 <h2>Reference holdout (promotion gate)</h2>{table(gate, ["model", "mape", "r2", "rmse", "mae", "n"]) if gate else ""}
 <h2>Predictions</h2>{img("predicted_vs_actual.png")}{img("residuals.png")}
 <h2>Feature importance</h2>{img("importance.png")}

@@ -66,8 +66,7 @@ class ValidationReport:
     skipped: list[dict] = field(default_factory=list)  # inventories: the houses left out, one entry each
 
     def to_dict(self) -> dict:
-        out = {"ok": self.ok, "rows": self.rows, "sha256": self.sha256,
-               "problems": [p.__dict__ for p in self.problems]}  # fmt: skip
+        out = {"ok": self.ok, "rows": self.rows, "sha256": self.sha256, "problems": [p.__dict__ for p in self.problems]}
         if self.skipped:
             out["skipped"] = self.skipped
         return out
@@ -187,12 +186,16 @@ class _Table:
         self.body = table[1:]
         twice = sorted({h for h in self.header if h in required and self.header.count(h) > 1})
         if twice:
-            problems.append(Problem("duplicate_columns", f"column(s) named more than once: {', '.join(twice)}",
-                                    twice[0], len(twice)))  # fmt: skip
+            problems.append(
+                Problem(
+                    "duplicate_columns", f"column(s) named more than once: {', '.join(twice)}", twice[0], len(twice)
+                )
+            )
         missing = [c for c in required if c not in self.header]
         if missing:
-            problems.append(Problem("missing_columns", f"missing column(s): {', '.join(missing)}", missing[0],
-                                    len(missing)))  # fmt: skip
+            problems.append(
+                Problem("missing_columns", f"missing column(s): {', '.join(missing)}", missing[0], len(missing))
+            )
         self.ok = not twice and not missing
 
     def column(self, name: str) -> list[str]:
@@ -246,31 +249,38 @@ def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[S
                 [{"row": i + 2, "value": f"{len(body[i])} fields"} for i in short[:5]],
             )
         )
-        return reject()  # fmt: skip
+        return reject()
     if len(body) < min_rows:
         problems.append(Problem("too_few_rows", f"{len(body)} data row(s); at least {min_rows} needed"))
         return reject()
     n = len(body)
     ok_length = np.array([len(r) == len(table.header) for r in body], dtype=bool)
-    cells = {name: [r[table.header.index(name)].strip() if ok else "" for r, ok in zip(body, ok_length, strict=True)]
-             for name in required}  # fmt: skip
+    cells = {
+        name: [r[table.header.index(name)].strip() if ok else "" for r, ok in zip(body, ok_length, strict=True)]
+        for name in required
+    }
     ids_text = cells["id"]
     bad_rows = ~ok_length  # inventories: houses to skip
-    skipped: dict[int, dict] = {i: {"row": i + 2, "id": ids_text[i], "column": None, "code": "row_length",
-                                    "value": f"{len(body[i])} fields"} for i in np.flatnonzero(~ok_length)}  # fmt: skip
+    skipped: dict[int, dict] = {
+        i: {"row": i + 2, "id": ids_text[i], "column": None, "code": "row_length", "value": f"{len(body[i])} fields"}
+        for i in np.flatnonzero(~ok_length)
+    }
 
     def flag(code: str, message: str, column: str | None, mask: np.ndarray, shown: list[str]) -> None:
         mask = mask & ok_length
         if not mask.any():
             return
         idx = np.flatnonzero(mask)
-        examples = [{"row": int(i) + 2, "value": shown[i][:40], **({} if labelled else {"id": ids_text[i]})}
-                    for i in idx[:_EXAMPLES]]  # fmt: skip
+        examples = [
+            {"row": int(i) + 2, "value": shown[i][:40], **({} if labelled else {"id": ids_text[i]})}
+            for i in idx[:_EXAMPLES]
+        ]
         problems.append(Problem(code, message, column, int(idx.size), examples))
         bad_rows[idx] = True
         for i in idx:
-            skipped.setdefault(int(i), {"row": int(i) + 2, "id": ids_text[i], "column": column, "code": code,
-                                        "value": shown[i][:40]})  # fmt: skip
+            skipped.setdefault(
+                int(i), {"row": int(i) + 2, "id": ids_text[i], "column": column, "code": code, "value": shown[i][:40]}
+            )
 
     numeric = {"id": ID_BOUNDS, **BOUNDS, **({"price": PRICE_BOUNDS} if labelled else {})}
     values: dict[str, np.ndarray] = {}
@@ -279,8 +289,9 @@ def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[S
         if name in ZERO_WHEN_EMPTY:
             v[empty], empty = 0.0, np.zeros(n, dtype=bool)
         flag("missing_value", f"'{name}' is empty in {int(empty.sum())} row(s)", name, empty, cells[name])
-        flag("non_numeric", f"'{name}' must be a plain number (digits, '.', an exponent)", name, not_number,
-             cells[name])  # fmt: skip
+        flag(
+            "non_numeric", f"'{name}' must be a plain number (digits, '.', an exponent)", name, not_number, cells[name]
+        )
         for code, mask in value_problems(v, bounds).items():
             message = FINITE if code == "non_finite" else f"must be {describe(bounds)}"
             flag(code, f"'{name}' {message}", name, mask & ~empty & ~not_number, cells[name])

@@ -57,5 +57,10 @@ def drift_report(ref: dict, raw: np.ndarray, threshold: float) -> dict:
     days = raw[:, RAW_COLUMNS.index("day")]
     days = days[np.isfinite(days)]
     span = [str(EPOCH + dt.timedelta(days=int(d))) for d in (days.min(), days.max())] if days.size else None
-    return {"psi": values, "threshold": threshold, "drifted": drifted, "max_psi": max(values.values(), default=0.0),
-            "sale_dates": span}  # fmt: skip
+    return {
+        "psi": values,
+        "threshold": threshold,
+        "drifted": drifted,
+        "max_psi": max(values.values(), default=0.0),
+        "sale_dates": span,
+    }

@@ -18,8 +18,11 @@ def empty_bucket(s3, bucket: str, say: Callable[[str], None] = print) -> int:
     deleted = 0
     while True:  # always the first page: listing on from a marker whose objects were just deleted skips some
         page = s3.list_object_versions(Bucket=bucket, MaxKeys=1000)
-        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                 for kind in ("Versions", "DeleteMarkers") for v in page.get(kind, [])][:1000]  # fmt: skip
+        batch = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for kind in ("Versions", "DeleteMarkers")
+            for v in page.get(kind, [])
+        ][:1000]
         if not batch:
             return deleted
         out = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})

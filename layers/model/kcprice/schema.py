@@ -31,8 +31,17 @@ def _schema_of(step: float | None):
 
 def _field(name: str, description: str):
     low, high, step = BOUNDS[name]
-    return Annotated[float, Field(strict=True, ge=low, le=high, allow_inf_nan=False, json_schema_extra=_schema_of(step),
-                                  description=f"{description}: {describe(BOUNDS[name])}")]  # fmt: skip
+    return Annotated[
+        float,
+        Field(
+            strict=True,
+            ge=low,
+            le=high,
+            allow_inf_nan=False,
+            json_schema_extra=_schema_of(step),
+            description=f"{description}: {describe(BOUNDS[name])}",
+        ),
+    ]
 
 
 def _date_text(v):
@@ -49,11 +58,26 @@ def is_multiple(v: float, step: float) -> bool:
 
 
 EXAMPLE_HOUSE = {
-    "bedrooms": 3, "bathrooms": 1.0, "sqft_living": 1180, "sqft_lot": 5650, "floors": 1.0, "waterfront": 0,
-    "view": 0, "condition": 3, "grade": 7, "sqft_above": 1180, "sqft_basement": 0, "yr_built": 1955,
-    "yr_renovated": 0, "zipcode": 98178, "lat": 47.5112, "long": -122.257, "sqft_living15": 1340,
-    "sqft_lot15": 5650, "date": "2014-10-13",
-}  # fmt: skip
+    "bedrooms": 3,
+    "bathrooms": 1.0,
+    "sqft_living": 1180,
+    "sqft_lot": 5650,
+    "floors": 1.0,
+    "waterfront": 0,
+    "view": 0,
+    "condition": 3,
+    "grade": 7,
+    "sqft_above": 1180,
+    "sqft_basement": 0,
+    "yr_built": 1955,
+    "yr_renovated": 0,
+    "zipcode": 98178,
+    "lat": 47.5112,
+    "long": -122.257,
+    "sqft_living15": 1340,
+    "sqft_lot15": 5650,
+    "date": "2014-10-13",
+}
 
 
 class House(BaseModel):
@@ -80,10 +104,11 @@ class House(BaseModel):
     sqft_living15: _field("sqft_living15", "living space of the 15 nearest neighbours, sq ft")
     sqft_lot15: _field("sqft_lot15", "lot size of the 15 nearest neighbours, sq ft")
     date: Annotated[dt.date | None, BeforeValidator(_date_text)] = Field(
-        default=None, ge=DATE_MIN, le=DATE_MAX,
-        description=f"sale date (ISO 8601, {DATE_MIN}..{DATE_MAX}); omitted = the latest date the model was "
-                    "trained on",
-    )  # fmt: skip
+        default=None,
+        ge=DATE_MIN,
+        le=DATE_MAX,
+        description=f"sale date (ISO 8601, {DATE_MIN}..{DATE_MAX}); omitted = the latest date the model was trained on",
+    )
 
     @field_validator(*STEPPED)
     @classmethod
@@ -95,8 +120,7 @@ class House(BaseModel):
 
     @model_validator(mode="after")
     def _kc_rules(self) -> House:
-        cols = {k: getattr(self, k) for k in ("sqft_above", "sqft_basement", "sqft_living", "yr_renovated",
-                                              "yr_built")}  # fmt: skip
+        cols = {k: getattr(self, k) for k in ("sqft_above", "sqft_basement", "sqft_living", "yr_renovated", "yr_built")}
         broken = [msg for msg, bad in rule_violations(cols).items() if bad]
         if broken:
             raise ValueError("; ".join(broken))

@@ -23,12 +23,26 @@ def error_code(e: ClientError) -> str:
 
 
 # Error codes that mean "try again later" (botocore's own retry list, which the SDK has already exhausted).
-_TRANSIENT_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "SlowDown",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "RequestThrottled", "PriorRequestNotComplete", "TransactionInProgressException",
-    "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
-})  # fmt: skip
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "SlowDown",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "RequestThrottled",
+        "PriorRequestNotComplete",
+        "TransactionInProgressException",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 
 def is_transient(e: Exception) -> bool:
