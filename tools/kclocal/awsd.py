@@ -14,7 +14,7 @@ moto (each a place where plain moto lets through what AWS refuses):
   lines, so tests can check what each function did against its template policy.
 - It says so and exits when its port is taken (instead of waiting forever).
 Routes of its own: POST /_kclocal/reset (every service, then the admin again; moto's /moto-api/reset too),
-GET /_kclocal/health.
+GET /_kclocal/health, GET /_kclocal/changes (writes per service since start, for saving the state).
 """
 
 from __future__ import annotations
@@ -37,6 +37,25 @@ ACCOUNT = "123456789012"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 _caller = threading.local()  # the identity of the request being served (set by the IAM check)
+# Writes per service since start, so the local stack saves its state only when something changed.
+CHANGES: dict[str, int] = {"s3": 0, "dynamodb": 0, "sqs": 0}
+_WRITES = {
+    "PutObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CopyObject",
+    "CompleteMultipartUpload",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+    "SendMessage",
+    "SendMessageBatch",
+    "DeleteMessage",
+    "DeleteMessageBatch",
+    "PurgeQueue",
+}
 
 
 class Journal:
@@ -100,6 +119,9 @@ def patch_moto(journal: Journal) -> None:
     def check_action_permitted(self, resource: str) -> None:
         principal = self._access_key.arn
         _caller.value = None
+        service, _, action = self._action.partition(":")
+        if action in _WRITES and service in CHANGES:
+            CHANGES[service] += 1
         if principal.endswith(f":user/{ADMIN_USER}"):
             return
         query = {k: v[0] for k, v in parse_qs(urlsplit(self._path).query, keep_blank_values=True).items()}
@@ -114,8 +136,17 @@ def patch_moto(journal: Journal) -> None:
         docs = _policy_documents(self._access_key)
         decisions = [iam.decide(docs, self._action, r, context) for r in resources]
         ok = all(d.allowed for d in decisions)
-        journal.write({"t": time.time(), "principal": principal, "action": self._action, "resources": resources,
-                       "context": context, "allowed": ok, "why": [d.reason for d in decisions]})  # fmt: skip
+        journal.write(
+            {
+                "t": time.time(),
+                "principal": principal,
+                "action": self._action,
+                "resources": resources,
+                "context": context,
+                "allowed": ok,
+                "why": [d.reason for d in decisions],
+            }
+        )
         if not ok:
             self._raise_access_denied()
         _caller.value = (principal, docs)
@@ -165,9 +196,18 @@ def patch_moto(journal: Journal) -> None:
         principal, docs = caller
         context = {"s3:prefix": key}
         decision = iam.decide(docs, "s3:ListBucket", f"arn:aws:s3:::{bucket}", context)
-        journal.write({"t": time.time(), "principal": principal, "action": "s3:ListBucket",
-                       "resources": [f"arn:aws:s3:::{bucket}"], "context": context, "allowed": decision.allowed,
-                       "why": [decision.reason], "implicit": "missing key"})  # fmt: skip
+        journal.write(
+            {
+                "t": time.time(),
+                "principal": principal,
+                "action": "s3:ListBucket",
+                "resources": [f"arn:aws:s3:::{bucket}"],
+                "context": context,
+                "allowed": decision.allowed,
+                "why": [decision.reason],
+                "implicit": "missing key",
+            }
+        )
         return decision.allowed
 
     get_key = s3_responses.S3Response._key_response_get
@@ -220,6 +260,9 @@ def make_app():
             create_admin()
             start_response("200 OK", [("content-type", "application/json")])
             return [b'{"reset": true}']
+        if path == "/_kclocal/changes":
+            start_response("200 OK", [("content-type", "application/json")])
+            return [json.dumps(CHANGES).encode()]
         if path == "/_kclocal/health":
             start_response("200 OK", [("content-type", "application/json")])
             return [b'{"status": "ok"}']

@@ -165,8 +165,9 @@ class Worker:
     """A handler in its own process (its own execution environment), timed block by block."""
 
     def __init__(self, code: str, env: dict):
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
 
     def __call__(self, n: int) -> np.ndarray:
         self.proc.stdin.write(f"{n}\n")
@@ -215,10 +216,16 @@ def handler_section(results: dict, model, sales) -> None:
         # and role (the sklearn reference reads its model with the admin identity).
         fn = spec.functions["PredictFunction"]
         path = os.pathsep.join([str(fn.code_dir), *(str(p) for p in fn.layer_paths)])
-        env = {**environment_variables(fn, "kc-price-PredictFunction", spec.region, creds[fn.name], 1),
-               "PYTHONPATH": path, "PATH": os.environ["PATH"]}  # fmt: skip
-        sk_env = {**env, "AWS_ACCESS_KEY_ID": "AKIAKCLOCALADMIN0001",
-                  "AWS_SECRET_ACCESS_KEY": "kclocal-admin-secret-not-a-real-key"}  # fmt: skip
+        env = {
+            **environment_variables(fn, "kc-price-PredictFunction", spec.region, creds[fn.name], 1),
+            "PYTHONPATH": path,
+            "PATH": os.environ["PATH"],
+        }
+        sk_env = {
+            **env,
+            "AWS_ACCESS_KEY_ID": "AKIAKCLOCALADMIN0001",
+            "AWS_SECRET_ACCESS_KEY": "kclocal-admin-secret-not-a-real-key",
+        }
         sk_env.pop("AWS_SESSION_TOKEN", None)
 
         def cold(load: str, env: dict) -> float:
@@ -233,8 +240,11 @@ def handler_section(results: dict, model, sales) -> None:
         for _ in range(5):
             ours.append(cold("from app import handler", env))
             theirs.append(cold(sk_code + "\nhandler = sk_handler", sk_env))
-        results["handler_cold_start_s"] = {"kcprice": statistics.median(ours), "sklearn": statistics.median(theirs),
-                                           "ratio": statistics.median(ours) / statistics.median(theirs)}  # fmt: skip
+        results["handler_cold_start_s"] = {
+            "kcprice": statistics.median(ours),
+            "sklearn": statistics.median(theirs),
+            "ratio": statistics.median(ours) / statistics.median(theirs),
+        }
 
         # Warm: the real handler vs the sklearn one, JSON event -> JSON response, each in its own process as in
         # Lambda (one handler per execution environment), blocks alternating so both see the same machine load.
@@ -247,10 +257,13 @@ def handler_section(results: dict, model, sales) -> None:
             theirs_w.close()
         tn, ts = np.concatenate([a for a, _ in blocks]), np.concatenate([b for _, b in blocks])
         results["warm_handler_us"] = {
-            "kcprice_p50": np.median(tn) * 1e6, "kcprice_p99": np.percentile(tn, 99) * 1e6,
-            "sklearn_p50": np.median(ts) * 1e6, "sklearn_p99": np.percentile(ts, 99) * 1e6,
-            "goal_p50": 150.0, "goal_p99": 500.0,
-        }  # fmt: skip
+            "kcprice_p50": np.median(tn) * 1e6,
+            "kcprice_p99": np.percentile(tn, 99) * 1e6,
+            "sklearn_p50": np.median(ts) * 1e6,
+            "sklearn_p99": np.percentile(ts, 99) * 1e6,
+            "goal_p50": 150.0,
+            "goal_p99": 500.0,
+        }
 
         # Precompute into the local DynamoDB vs boto3's own batch_writer, same items, alternating.
         s3.put_object(Bucket=spec.bucket, Key="inventory/houses.csv", Body=inventory())
@@ -268,8 +281,16 @@ def handler_section(results: dict, model, sales) -> None:
         raw = houses.raw.copy()
         raw[:, -1] = predictor.default_day
         prices = predictor.predict_raw(raw)
-        rows = [{"house_id": str(i), "price": Decimal(str(round(p, 2))), "model_version": "raw", "computed_at": 0,
-                 "expires_at": 1} for i, p in zip(houses.ids.tolist(), prices.tolist(), strict=True)]  # fmt: skip
+        rows = [
+            {
+                "house_id": str(i),
+                "price": Decimal(str(round(p, 2))),
+                "model_version": "raw",
+                "computed_at": 0,
+                "expires_at": 1,
+            }
+            for i, p in zip(houses.ids.tolist(), prices.tolist(), strict=True)
+        ]
 
         def raw_writer() -> None:
             with table.batch_writer() as w:
@@ -285,10 +306,13 @@ def handler_section(results: dict, model, sales) -> None:
                 t = time.perf_counter()
                 raw_writer()
                 raw_rate.append(len(rows) / (time.perf_counter() - t))
-        results["precompute_items_per_s"] = {"kcprice": statistics.median(ours_rate),
-                                             "batch_writer": statistics.median(raw_rate),
-                                             "ratio": statistics.median(ours_rate) / statistics.median(raw_rate),
-                                             "items": len(rows), "goal_ratio": 0.8}  # fmt: skip
+        results["precompute_items_per_s"] = {
+            "kcprice": statistics.median(ours_rate),
+            "batch_writer": statistics.median(raw_rate),
+            "ratio": statistics.median(ours_rate) / statistics.median(raw_rate),
+            "items": len(rows),
+            "goal_ratio": 0.8,
+        }
 
         # Retrain end to end on the full data: a fresh registry, the whole CSV uploaded to incoming/.
         from unittest import mock
@@ -302,8 +326,12 @@ def handler_section(results: dict, model, sales) -> None:
         t = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             out = pipeline.retrain(client("s3", "RetrainFunction"), spec.bucket, "incoming/full.csv", etag, settings)
-        results["retrain_full_s"] = {"seconds": time.perf_counter() - t, "status": out.status, "rows": len(sales),
-                                     "goal": 10.0}  # fmt: skip
+        results["retrain_full_s"] = {
+            "seconds": time.perf_counter() - t,
+            "status": out.status,
+            "rows": len(sales),
+            "goal": 10.0,
+        }
     finally:
         awsd.stop()
 
@@ -313,8 +341,9 @@ def sizes_section(results: dict) -> None:
 
     build = ROOT / ".aws-sam" / "build"
     if (build / "ModelLayer").is_dir():
-        results["package_mb"] = {fn: {"total": m["total_mb"], "budget": m["budget_mb"]}
-                                 for fn, m in sizes.measure(build).items()}  # fmt: skip
+        results["package_mb"] = {
+            fn: {"total": m["total_mb"], "budget": m["budget_mb"]} for fn, m in sizes.measure(build).items()
+        }
 
 
 def table(results: dict) -> str:
@@ -333,16 +362,23 @@ def table(results: dict) -> str:
     lines.append(f"{'artifact size (MB) npz vs joblib':34s} {a['npz']:12.2f}  {a['joblib']:12.2f}")
     if "handler_cold_start_s" in results:
         c = results["handler_cold_start_s"]
-        lines.append(f"{'handler cold start (s) vs sklearn':34s} {c['kcprice']:12.3f}  {c['sklearn']:12.3f}  "
-                     f"{c['ratio']:6.3f} ratio")  # fmt: skip
+        lines.append(
+            f"{'handler cold start (s) vs sklearn':34s} {c['kcprice']:12.3f}  {c['sklearn']:12.3f}  "
+            f"{c['ratio']:6.3f} ratio"
+        )
         w = results["warm_handler_us"]
-        lines.append(f"{'warm handler p50 (us) JSON->JSON':34s} {w['kcprice_p50']:12.1f}  {w['sklearn_p50']:12.1f}  "
-                     f"{'<= 150':>14s}")  # fmt: skip
-        lines.append(f"{'warm handler p99 (us)':34s} {w['kcprice_p99']:12.1f}  {w['sklearn_p99']:12.1f}  "
-                     f"{'<= 500':>14s}")  # fmt: skip
+        lines.append(
+            f"{'warm handler p50 (us) JSON->JSON':34s} {w['kcprice_p50']:12.1f}  {w['sklearn_p50']:12.1f}  "
+            f"{'<= 150':>14s}"
+        )
+        lines.append(
+            f"{'warm handler p99 (us)':34s} {w['kcprice_p99']:12.1f}  {w['sklearn_p99']:12.1f}  {'<= 500':>14s}"
+        )
         p = results["precompute_items_per_s"]
-        lines.append(f"{'precompute items/s vs batch_writer':34s} {p['kcprice']:12.0f}  {p['batch_writer']:12.0f}  "
-                     f"{p['ratio']:6.2f} >= 0.80")  # fmt: skip
+        lines.append(
+            f"{'precompute items/s vs batch_writer':34s} {p['kcprice']:12.0f}  {p['batch_writer']:12.0f}  "
+            f"{p['ratio']:6.2f} >= 0.80"
+        )
         r = results["retrain_full_s"]
         lines.append(f"{'retrain end to end, 21,613 rows (s)':34s} {r['seconds']:12.2f}  {'':12s}  {'<= 10':>14s}")
     for fn, m in results.get("package_mb", {}).items():

@@ -83,14 +83,16 @@ class Bridge:
         for method, pattern, route_key, function in self.routes:
             m = pattern.match(path)
             if m and method == req.command:
-                event = http_event(req.command, path, route_key, body, dict(req.headers.items()), query,
-                                   m.groupdict() or None)  # fmt: skip
+                event = http_event(
+                    req.command, path, route_key, body, dict(req.headers.items()), query, m.groupdict() or None
+                )
                 try:
                     resp = self._invoke(function, event)
                 except Exception:  # a crashed or throttled invocation: API Gateway answers 500, so does the bridge
                     log.exception("%s failed on %s", function, route_key)
-                    return self._send(req, 500, {"content-type": "application/json"},
-                                      b'{"message":"Internal Server Error"}')  # fmt: skip
+                    return self._send(
+                        req, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
+                    )
                 return self._respond(req, resp)
         return self._send(req, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
 

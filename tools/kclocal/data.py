@@ -27,8 +27,11 @@ def stride(step: int, offset: int = 0) -> bytes:
 def by_date(before: str | None = None, since: str | None = None, step: int = 1) -> bytes:
     """Sales with date < before and/or date >= since (YYYYMMDD), every step-th of them."""
     header, rows = lines()
-    keep = [r for r in rows if (before is None or r.split(",")[1][:8] < before)
-            and (since is None or r.split(",")[1][:8] >= since)]  # fmt: skip
+    keep = [
+        r
+        for r in rows
+        if (before is None or r.split(",")[1][:8] < before) and (since is None or r.split(",")[1][:8] >= since)
+    ]
     return csv_bytes(keep[::step], header)
 
 

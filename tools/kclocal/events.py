@@ -79,8 +79,9 @@ def _is_text(raw: bytes) -> bool:
         return False
 
 
-def s3_event(bucket: str, key: str, etag: str, size: int, event_name: str = "ObjectCreated:Put",
-             version_id: str | None = None) -> dict:  # fmt: skip
+def s3_event(
+    bucket: str, key: str, etag: str, size: int, event_name: str = "ObjectCreated:Put", version_id: str | None = None
+) -> dict:
     from urllib.parse import quote_plus
 
     return {
@@ -136,10 +137,15 @@ def write_all(folder: Path) -> list[Path]:
     """events/*.json: one per function and route, pointing at the local stack's bucket."""
     j = {"content-type": "application/json"}
     events = {
-        "predict_post.json": http_event("POST", "/predict", "POST /predict",
-                                        json.dumps({"houses": [EXAMPLE_HOUSE]}), j),
-        "predict_house_price.json": http_event("GET", "/houses/7129300520/price", "GET /houses/{house_id}/price",
-                                               path_parameters={"house_id": "7129300520"}),
+        "predict_post.json": http_event(
+            "POST", "/predict", "POST /predict", json.dumps({"houses": [EXAMPLE_HOUSE]}), j
+        ),
+        "predict_house_price.json": http_event(
+            "GET",
+            "/houses/7129300520/price",
+            "GET /houses/{house_id}/price",
+            path_parameters={"house_id": "7129300520"},
+        ),
         "predict_model.json": http_event("GET", "/model", "GET /model"),
         "predict_health.json": http_event("GET", "/health", "GET /health"),
         "predict_openapi.json": http_event("GET", "/openapi.json", "GET /openapi.json"),
@@ -147,7 +153,7 @@ def write_all(folder: Path) -> list[Path]:
         "precompute_schedule.json": schedule_event(),
         "precompute_on_demand.json": {"inventory_key": "inventory/houses.csv"},
         "retrain_upload.json": s3_event(LOCAL_BUCKET, f"incoming/sales-before-{SEED_BEFORE}.csv", "0" * 32, 1_000_000),
-    }  # fmt: skip
+    }
     folder.mkdir(exist_ok=True)
     paths = []
     for name, event in events.items():

@@ -49,11 +49,13 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
 
 
 def _error(e: BaseException, error_type: str | None = None) -> bytes:
-    return json.dumps({
-        "errorMessage": str(e),
-        "errorType": error_type or type(e).__name__,
-        "stackTrace": traceback.format_tb(e.__traceback__),
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "errorMessage": str(e),
+            "errorType": error_type or type(e).__name__,
+            "stackTrace": traceback.format_tb(e.__traceback__),
+        }
+    ).encode()
 
 
 def _default(o: Any) -> Any:
@@ -81,8 +83,11 @@ def main() -> None:
         handler = getattr(importlib.import_module(module), function)
     except Exception as e:  # the init phase failed: report it, as awslambdaric does, and exit
         _log_error(e)
-        _post(f"{base}/init/error", _error(e, "Runtime.ImportModuleError"),
-              {"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"})  # fmt: skip
+        _post(
+            f"{base}/init/error",
+            _error(e, "Runtime.ImportModuleError"),
+            {"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"},
+        )
         sys.exit(1)
     while True:
         with urllib.request.urlopen(f"{base}/invocation/next") as resp:
@@ -104,8 +109,9 @@ def main() -> None:
             _post(f"{base}/invocation/{request_id}/response", body)
         except Exception as e:
             _log_error(e)
-            _post(f"{base}/invocation/{request_id}/error", _error(e),
-                  {"Lambda-Runtime-Function-Error-Type": "Unhandled"})  # fmt: skip
+            _post(
+                f"{base}/invocation/{request_id}/error", _error(e), {"Lambda-Runtime-Function-Error-Type": "Unhandled"}
+            )
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -81,8 +81,14 @@ class _Environment:
         self.discarded = False  # killed: never handed another invocation, even before its process is gone
         env = {**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{owner.port}/{self.id}"}
         self.arn = function_arn(env)
-        self.proc = subprocess.Popen([owner.python, str(RUNTIME)], env=env, cwd=fn.code_dir, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [owner.python, str(RUNTIME)],
+            env=env,
+            cwd=fn.code_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         threading.Thread(target=self._pump, args=(owner,), daemon=True, name=f"log-{fn.name}").start()
 
     def _pump(self, owner: Lambdas) -> None:
@@ -99,7 +105,7 @@ class _Environment:
                     "errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {inv.request_id} Error: Runtime exited with error: {self.exit_reason}",
                 }
-                inv.done.set()  # fmt: skip
+                inv.done.set()
             self.cv.notify_all()
         with owner.lock:
             owner.forget(self)
@@ -277,10 +283,16 @@ class Lambdas:
         try:
             if not _first(env.ready, env.dead, timeout=INIT_GUARD) or env.init_error or env.dead.is_set():
                 env.kill()
-                raise FunctionError(fn.name, request_id, env.init_error or {
-                    "errorType": "Runtime.ExitError",
-                    "errorMessage": f"RequestId: {request_id} Error: Runtime exited during init "
-                                    f"({env.exit_reason or 'did not start'})"})  # fmt: skip
+                raise FunctionError(
+                    fn.name,
+                    request_id,
+                    env.init_error
+                    or {
+                        "errorType": "Runtime.ExitError",
+                        "errorMessage": f"RequestId: {request_id} Error: Runtime exited during init "
+                        f"({env.exit_reason or 'did not start'})",
+                    },
+                )
             self.write_log(fn.name, f"START RequestId: {request_id} Version: $LATEST")
             env.submit(inv)
             _first(inv.delivered, env.dead, timeout=None)
@@ -291,9 +303,10 @@ class Lambdas:
                 }
             elif not inv.done.wait(max(inv.deadline_ms / 1000 - time.time(), 0) + 0.05):
                 env.kill()
-                inv.error = {"errorType": "Sandbox.Timedout",
-                             "errorMessage": f"RequestId: {request_id} Error: Task timed out after "
-                                             f"{fn.timeout:.2f} seconds"}  # fmt: skip
+                inv.error = {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out after {fn.timeout:.2f} seconds",
+                }
             if inv.error is not None:
                 raise FunctionError(fn.name, request_id, inv.error)
             ok = True
@@ -302,12 +315,14 @@ class Lambdas:
             seconds = time.monotonic() - t0
             self.write_log(fn.name, f"END RequestId: {request_id}")
             self.write_log(fn.name, f"REPORT RequestId: {request_id}\tDuration: {seconds * 1000:.2f} ms")
-            self.invocations.append({"function": fn.name, "request_id": request_id, "ok": ok,
-                                     "seconds": seconds, "attempt": attempt})  # fmt: skip
+            self.invocations.append(
+                {"function": fn.name, "request_id": request_id, "ok": ok, "seconds": seconds, "attempt": attempt}
+            )
             self._release(fn, env)
 
-    def invoke_async(self, function: str, event: Any,
-                     on_done: Callable[[Any, FunctionError | None], None] | None = None) -> str:  # fmt: skip
+    def invoke_async(
+        self, function: str, event: Any, on_done: Callable[[Any, FunctionError | None], None] | None = None
+    ) -> str:
         """Event invocation: queued, retried on function errors, reported to the failure destination."""
         request_id = str(uuid.uuid4())
         item = _AsyncEvent(time.monotonic(), next(self._seq), function, event, request_id, time.time(), on_done)
@@ -324,8 +339,7 @@ class Lambdas:
         while not self._stopping.is_set():
             with self.lock:
                 now = time.monotonic()
-                item = next((i for i in sorted(self._queue) if i.ready_at <= now and self._has_slot(i.function)),
-                            None)  # fmt: skip
+                item = next((i for i in sorted(self._queue) if i.ready_at <= now and self._has_slot(i.function)), None)
                 if item is None:
                     self.lock.wait(0.2)
                     continue
@@ -372,19 +386,26 @@ class Lambdas:
     def _fail(self, fn: Function, item: _AsyncEvent, e: FunctionError) -> None:
         """Lambda's invocation record for an event that failed every attempt, sent to the OnFailure destination."""
         if not fn.on_failure:
-            log.error("%s: event %s discarded after %d attempts (no failure destination)", fn.name,
-                      item.request_id, item.attempts)  # fmt: skip
+            log.error(
+                "%s: event %s discarded after %d attempts (no failure destination)",
+                fn.name,
+                item.request_id,
+                item.attempts,
+            )
             return
         record = {
             "version": "1.0",
             "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "requestContext": {"requestId": item.request_id,
-                               "functionArn": function_arn(self._environment(fn)) + ":$LATEST",
-                               "condition": "RetriesExhausted", "approximateInvokeCount": item.attempts},
+            "requestContext": {
+                "requestId": item.request_id,
+                "functionArn": function_arn(self._environment(fn)) + ":$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": item.attempts,
+            },
             "requestPayload": item.event,
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "responsePayload": e.payload,
-        }  # fmt: skip
+        }
         try:
             self._send_failure(fn, record)
         except Exception:  # Lambda would count DestinationDeliveryFailures; here it is at least loud
@@ -440,12 +461,17 @@ def _runtime_api(owner: Lambdas) -> type[BaseHTTPRequestHandler]:
             if inv is None:
                 self.close_connection = True
                 return self._reply(410)
-            self._reply(200, inv.payload, {
-                "Lambda-Runtime-Aws-Request-Id": inv.request_id,
-                "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": inv.arn,
-                "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}",
-                "content-type": "application/json"})  # fmt: skip
+            self._reply(
+                200,
+                inv.payload,
+                {
+                    "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+                    "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+                    "Lambda-Runtime-Invoked-Function-Arn": inv.arn,
+                    "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}",
+                    "content-type": "application/json",
+                },
+            )
 
         def do_POST(self) -> None:
             env, path = self._env()
@@ -469,29 +495,32 @@ def function_arn(env: dict[str, str]) -> str:
     return f"arn:aws:lambda:{env.get('AWS_REGION')}:123456789012:function:{env.get('AWS_LAMBDA_FUNCTION_NAME')}"
 
 
-def environment_variables(fn: Function, physical_name: str, region: str, credentials: dict[str, str],
-                          threads: int) -> dict[str, str]:  # fmt: skip
+def environment_variables(
+    fn: Function, physical_name: str, region: str, credentials: dict[str, str], threads: int
+) -> dict[str, str]:
     """What Lambda puts in an execution environment: the template's variables, the reserved ones, credentials."""
     env = {k: v for k, v in fn.env.items()}
-    env.update({
-        "_HANDLER": fn.handler,
-        "LAMBDA_TASK_ROOT": str(fn.code_dir),
-        "KCLOCAL_LAYER_PATHS": os.pathsep.join(str(p) for p in fn.layer_paths),
-        "AWS_LAMBDA_FUNCTION_NAME": physical_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{physical_name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": f"{dt.date.today():%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "en_US.UTF-8",
-        "TZ": ":UTC",
-        "PYTHONUNBUFFERED": "1",  # logs reach the log file as they are written, as Lambda's runtime does
-        # The emulated CPU: OpenMP (scikit-learn's trees) must not run more threads than the environment has.
-        "OMP_NUM_THREADS": str(threads),
-        **credentials,
-    })  # fmt: skip
+    env.update(
+        {
+            "_HANDLER": fn.handler,
+            "LAMBDA_TASK_ROOT": str(fn.code_dir),
+            "KCLOCAL_LAYER_PATHS": os.pathsep.join(str(p) for p in fn.layer_paths),
+            "AWS_LAMBDA_FUNCTION_NAME": physical_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{physical_name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{dt.date.today():%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONUNBUFFERED": "1",  # logs reach the log file as they are written, as Lambda's runtime does
+            # The emulated CPU: OpenMP (scikit-learn's trees) must not run more threads than the environment has.
+            "OMP_NUM_THREADS": str(threads),
+            **credentials,
+        }
+    )
     return env

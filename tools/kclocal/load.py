@@ -15,9 +15,29 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def run_locust(host: str, users: int = 10, seconds: int = 20) -> dict:
     out = Path(tempfile.mkdtemp()) / "load"
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-           "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "5",
-           "--host", host, "--csv", str(out), "--exit-code-on-error", "0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--only-summary",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--stop-timeout",
+        "5",
+        "--host",
+        host,
+        "--csv",
+        str(out),
+        "--exit-code-on-error",
+        "0",
+    ]
     # locust runs in its own process: it monkey-patches the standard library with gevent.
     subprocess.run(cmd, check=True, capture_output=True, timeout=seconds + 120)
     with open(f"{out}_stats.csv") as f:

@@ -14,8 +14,14 @@ HOUSE_IDS = ["7129300520", "6414100192", "5631500400", "2487200875", "1954400510
 
 def house() -> dict:
     size = random.randrange(700, 4000, 10)
-    return {**EXAMPLE_HOUSE, "sqft_living": size, "sqft_above": size, "grade": random.randint(5, 10),
-            "lat": round(random.uniform(47.3, 47.75), 4), "long": round(random.uniform(-122.4, -121.9), 3)}  # fmt: skip
+    return {
+        **EXAMPLE_HOUSE,
+        "sqft_living": size,
+        "sqft_above": size,
+        "grade": random.randint(5, 10),
+        "lat": round(random.uniform(47.3, 47.75), 4),
+        "long": round(random.uniform(-122.4, -121.9), 3),
+    }
 
 
 class ApiUser(HttpUser):

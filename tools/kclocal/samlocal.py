@@ -63,8 +63,22 @@ def docker(*args: str, check: bool = True, capture: bool = True) -> str:
 
 
 def pip_install(target: Path, *args: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check",
-                          "--target", str(target), *args], capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode:
         raise SystemExit(f"pip install {' '.join(args)} failed:\n{out.stderr[-3000:]}")
 
@@ -112,14 +126,27 @@ def build_image(rebuild: bool = False) -> None:
     if not (rootfs / "etc" / "debian_version").exists():
         say("debootstrap: Debian bookworm minbase (about a minute)")
         libs = "ca-certificates,libssl3,libffi8,zlib1g,libbz2-1.0,liblzma5,libsqlite3-0,libexpat1,libuuid1"
-        run(["debootstrap", "--variant=minbase", f"--include={libs}", "bookworm", str(rootfs), _debian_mirror()],
-            stdout=subprocess.DEVNULL)  # fmt: skip
+        run(
+            ["debootstrap", "--variant=minbase", f"--include={libs}", "bookworm", str(rootfs), _debian_mirror()],
+            stdout=subprocess.DEVNULL,
+        )
     lang = rootfs / "var" / "lang"
     if lang.exists():
         shutil.rmtree(lang)
     say(f"CPython {sys.version.split()[0]} from {_python_home()} as /var/lang")
-    skip = shutil.ignore_patterns("test", "tests", "idlelib", "tkinter", "turtledemo", "__pycache__", "*.a",
-                                  "site-packages", "ensurepip", "lib2to3", "pydoc_data")  # fmt: skip
+    skip = shutil.ignore_patterns(
+        "test",
+        "tests",
+        "idlelib",
+        "tkinter",
+        "turtledemo",
+        "__pycache__",
+        "*.a",
+        "site-packages",
+        "ensurepip",
+        "lib2to3",
+        "pydoc_data",
+    )
     shutil.copytree(_python_home(), lang, ignore=skip, symlinks=True)
     site = lang / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     site.mkdir(parents=True, exist_ok=True)
@@ -162,8 +189,12 @@ def build_awsd_image(rebuild: bool = False) -> None:
         f"FROM {IMAGE}\nCOPY site /opt/awsd\nENV PYTHONPATH=/opt/awsd\nENTRYPOINT []\n"
         'CMD ["python3", "-m", "kclocal.awsd", "--host", "0.0.0.0", "--port", "4566"]\n'
     )
-    out = subprocess.run(["docker", "build", "-q", "-t", AWSD_IMAGE, str(context)], capture_output=True, text=True,
-                         env={**os.environ, "DOCKER_BUILDKIT": "0"})  # fmt: skip
+    out = subprocess.run(
+        ["docker", "build", "-q", "-t", AWSD_IMAGE, str(context)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
     if out.returncode:
         raise SystemExit(f"docker build of {AWSD_IMAGE} failed: {out.stderr[-2000:]}")
 
@@ -192,10 +223,13 @@ def stop_endpoint() -> None:
 def env_vars(spec: template.Stack) -> dict:
     """--env-vars: the local stack's names and the endpoint, per function (only variables the template declares)."""
     return {
-        name: {k: v for k, v in fn.env.items() if k in ("BUCKET_NAME", "TABLE_NAME", "IDEMPOTENCY_TABLE",
-                                                          "AWS_ENDPOINT_URL")}
+        name: {
+            k: v
+            for k, v in fn.env.items()
+            if k in ("BUCKET_NAME", "TABLE_NAME", "IDEMPOTENCY_TABLE", "AWS_ENDPOINT_URL")
+        }
         for name, fn in spec.functions.items()
-    }  # fmt: skip
+    }
 
 
 def local_spec(host_endpoint: str) -> template.Stack:
@@ -206,8 +240,17 @@ def local_spec(host_endpoint: str) -> template.Stack:
 def sam(args: list[str], credentials: dict[str, str], **kw) -> subprocess.Popen | subprocess.CompletedProcess:
     env = {**os.environ, **credentials, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
     env.pop("AWS_PROFILE", None)
-    cmd = [SAM, *args, "--env-vars", str(ENV_FILE), "--docker-network", NETWORK, "--invoke-image", IMAGE,
-           "--skip-pull-image"]  # fmt: skip
+    cmd = [
+        SAM,
+        *args,
+        "--env-vars",
+        str(ENV_FILE),
+        "--docker-network",
+        NETWORK,
+        "--invoke-image",
+        IMAGE,
+        "--skip-pull-image",
+    ]
     if kw.pop("background", False):
         return subprocess.Popen(cmd, env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=True, timeout=900)
@@ -226,11 +269,13 @@ def check(name: str, result: dict) -> str:
     if name.startswith("predict_"):
         assert result.get("statusCode") == 200, result
         body = json.loads(result["body"])
-        return {"predict_post.json": lambda: f"${body['predictions'][0]['price']:,.0f} by {body['model_version']}",
-                "predict_health.json": lambda: f"serving {body['model_version']}",
-                "predict_house_price.json": lambda: f"${body['price']:,.0f} precomputed by {body['model_version']}",
-                "predict_model.json": lambda: f"champion {body['champion']['version']}",
-                "predict_openapi.json": lambda: f"{len(body['paths'])} paths"}[name]()  # fmt: skip
+        return {
+            "predict_post.json": lambda: f"${body['predictions'][0]['price']:,.0f} by {body['model_version']}",
+            "predict_health.json": lambda: f"serving {body['model_version']}",
+            "predict_house_price.json": lambda: f"${body['price']:,.0f} precomputed by {body['model_version']}",
+            "predict_model.json": lambda: f"champion {body['champion']['version']}",
+            "predict_openapi.json": lambda: f"{len(body['paths'])} paths",
+        }[name]()
     if name.startswith("precompute_"):
         assert result["status"] == "written" and result["items"] > 0, result
         return f"{result['items']:,} prices by {result['model_version']}"
@@ -264,21 +309,35 @@ def main(argv: list[str] | None = None) -> int:
         s3 = session(host).client("s3", endpoint_url=host)
         retrain_event = json.loads((ROOT / "events" / "retrain_upload.json").read_text())
         s3.put_object(Bucket=spec.bucket, Key="inventory/houses.csv", Body=data.inventory())
-        s3.put_object(Bucket=spec.bucket, Key=retrain_event["Records"][0]["s3"]["object"]["key"],
-                      Body=data.by_date(before=data.SEED_BEFORE))  # fmt: skip
+        s3.put_object(
+            Bucket=spec.bucket,
+            Key=retrain_event["Records"][0]["s3"]["object"]["key"],
+            Body=data.by_date(before=data.SEED_BEFORE),
+        )
         say(f"endpoint {host} (in docker: {ENDPOINT_IN_DOCKER}); {time.monotonic() - t0:.0f}s so far")
-        order = sorted((ROOT / "events").glob("*_*.json"), key=lambda e: ["retrain", "precompute", "predict"].index(
-            e.name.split("_")[0]) if e.name.split("_")[0] in FUNCTION_OF else 9)  # fmt: skip
+        order = sorted(
+            (ROOT / "events").glob("*_*.json"),
+            key=lambda e: (
+                ["retrain", "precompute", "predict"].index(e.name.split("_")[0])
+                if e.name.split("_")[0] in FUNCTION_OF
+                else 9
+            ),
+        )
         for event in order:
             if event.name.split("_")[0] not in FUNCTION_OF or event == ENV_FILE:
                 continue
             function = FUNCTION_OF[event.name.split("_")[0]]
             t = time.monotonic()
             result = invoke(function, event, creds[function])
-            say(f"sam local invoke {function} -e events/{event.name}: {check(event.name, result)} "
-                f"({time.monotonic() - t:.0f}s)")  # fmt: skip
-        api = sam(["local", "start-api", "--host", "127.0.0.1", "--port", str(args.api_port)],
-                  creds["PredictFunction"], background=True)  # fmt: skip
+            say(
+                f"sam local invoke {function} -e events/{event.name}: {check(event.name, result)} "
+                f"({time.monotonic() - t:.0f}s)"
+            )
+        api = sam(
+            ["local", "start-api", "--host", "127.0.0.1", "--port", str(args.api_port)],
+            creds["PredictFunction"],
+            background=True,
+        )
         try:
             base = f"http://127.0.0.1:{args.api_port}"
             for _ in range(240):

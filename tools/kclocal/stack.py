@@ -36,6 +36,7 @@ from kclocal import template
 from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
 from kclocal.events import LOCAL_REGION, schedule_event
 from kclocal.lambdas import FunctionError, Lambdas, environment_variables
+from kclocal.state import State
 
 log = logging.getLogger("kclocal")
 ADMIN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": ADMIN_KEY, "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET}
@@ -49,8 +50,13 @@ class Awsd:
         if journal is not None:
             cmd += ["--journal", str(journal)]
         self.journal = journal
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONPATH": _pythonpath()})  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": _pythonpath()},
+        )
         line = _readline(self.proc, startup_timeout)
         if not line.startswith("READY "):
             self.proc.kill()
@@ -68,8 +74,9 @@ class Awsd:
     def deploy(self, parameters: dict[str, str]) -> None:
         """`sam deploy --parameter-overrides`: the functions get their new configuration in new environments."""
         self.parameters = {**self.parameters, **parameters}
-        self.spec = template.load(parameters={**self.parameters, "AwsEndpointUrl": self.endpoint},
-                                  endpoint=self.endpoint)  # fmt: skip
+        self.spec = template.load(
+            parameters={**self.parameters, "AwsEndpointUrl": self.endpoint}, endpoint=self.endpoint
+        )
         self.lambdas.functions.update(self.spec.functions)
         self.lambdas.recycle()
 
@@ -99,8 +106,12 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 
 def session(endpoint: str, credentials: dict[str, str] | None = None) -> boto3.Session:
     c = credentials or ADMIN_CREDENTIALS
-    return boto3.Session(aws_access_key_id=c["AWS_ACCESS_KEY_ID"], aws_secret_access_key=c["AWS_SECRET_ACCESS_KEY"],
-                         aws_session_token=c.get("AWS_SESSION_TOKEN"), region_name=LOCAL_REGION)  # fmt: skip
+    return boto3.Session(
+        aws_access_key_id=c["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=c["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=c.get("AWS_SESSION_TOKEN"),
+        region_name=LOCAL_REGION,
+    )
 
 
 @dataclass
@@ -120,9 +131,12 @@ def provision(spec: template.Stack, endpoint: str, notifications: bool = True) -
     if bucket.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=spec.bucket, VersioningConfiguration={"Status": "Enabled"})
     for t in spec.tables.values():
-        ddb.create_table(TableName=t.name, BillingMode=t.properties["BillingMode"],
-                         AttributeDefinitions=t.properties["AttributeDefinitions"],
-                         KeySchema=t.properties["KeySchema"])  # fmt: skip
+        ddb.create_table(
+            TableName=t.name,
+            BillingMode=t.properties["BillingMode"],
+            AttributeDefinitions=t.properties["AttributeDefinitions"],
+            KeySchema=t.properties["KeySchema"],
+        )
         if "TimeToLiveSpecification" in t.properties:
             ddb.update_time_to_live(TableName=t.name, TimeToLiveSpecification=t.properties["TimeToLiveSpecification"])
     for name in spec.queues.values():
@@ -133,34 +147,56 @@ def provision(spec: template.Stack, endpoint: str, notifications: bool = True) -
         iam.create_role(RoleName=fn.role, AssumeRolePolicyDocument=json.dumps(trust))
         for i, doc in enumerate(fn.policies):
             # IAM defaults a policy without Version to 2008-10-17; moto insists on one. Same meaning here.
-            iam.put_role_policy(RoleName=fn.role, PolicyName=f"policy{i}",
-                                PolicyDocument=json.dumps({"Version": "2012-10-17", **doc}))  # fmt: skip
+            iam.put_role_policy(
+                RoleName=fn.role, PolicyName=f"policy{i}", PolicyDocument=json.dumps({"Version": "2012-10-17", **doc})
+            )
         c = sts.assume_role(RoleArn=f"arn:aws:iam::{spec.account}:role/{fn.role}", RoleSessionName=fn.name)
         c = c["Credentials"]
-        credentials[fn.name] = {"AWS_ACCESS_KEY_ID": c["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
-                                "AWS_SESSION_TOKEN": c["SessionToken"]}  # fmt: skip
+        credentials[fn.name] = {
+            "AWS_ACCESS_KEY_ID": c["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": c["SessionToken"],
+        }
     queues: dict[str, str] = {}
-    configs = []
     for n in spec.notifications if notifications else []:
         if n.function not in queues:  # plumbing of the local stack, not of the template
             queues[n.function] = sqs.create_queue(QueueName=f"kclocal-notify-{n.function}")["QueueUrl"]
+    return Provisioned(credentials, queues)
+
+
+def connect_notifications(spec: template.Stack, endpoint: str, queues: dict[str, str]) -> None:
+    """The bucket's notifications (from the template's S3 events) to the local queues, last: a restored object
+    must not look like a new upload."""
+    admin = session(endpoint)
+    s3, sqs = admin.client("s3", endpoint_url=endpoint), admin.client("sqs", endpoint_url=endpoint)
+    configs = []
+    for n in spec.notifications:
+        if n.function not in queues:
+            continue
         arn = sqs.get_queue_attributes(QueueUrl=queues[n.function], AttributeNames=["QueueArn"])["Attributes"]
         rules = [{"Name": k, "Value": v} for k, v in (("prefix", n.prefix), ("suffix", n.suffix)) if v]
         configs.append({"QueueArn": arn["QueueArn"], "Events": n.events, "Filter": {"Key": {"FilterRules": rules}}})
     s3.put_bucket_notification_configuration(
         Bucket=spec.bucket, NotificationConfiguration={"QueueConfigurations": configs}
     )
-    return Provisioned(credentials, queues)
 
 
-def complete_s3_event(event: dict) -> dict:
-    """moto's S3 notifications omit fields that real S3 always sends (and Powertools' S3Model requires);
-    fill in only those, keeping every value moto did send."""
+def complete_s3_event(event: dict, s3=None) -> dict:
+    """moto's S3 notifications omit fields that real S3 always sends (and Powertools' S3Model requires), and the
+    object's versionId, which S3 sends for a versioned bucket; fill in only those, keeping every value moto did
+    send. The version is the newest one of the key with the event's ETag."""
     for record in event["Records"]:
         record.setdefault("userIdentity", {"principalId": "local"})
         record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
         record.setdefault("responseElements", {"x-amz-request-id": "local", "x-amz-id-2": "local"})
         record["s3"]["bucket"].setdefault("ownerIdentity", {"principalId": "local"})
+        obj = record["s3"]["object"]
+        if s3 is not None and "versionId" not in obj:
+            key = unquote_plus(obj["key"])
+            listed = s3.list_object_versions(Bucket=record["s3"]["bucket"]["name"], Prefix=key).get("Versions", [])
+            same = [v for v in listed if v["Key"] == key and v["ETag"].strip('"') == obj.get("eTag", "").strip('"')]
+            if same:
+                obj["versionId"] = max(same, key=lambda v: v["LastModified"])["VersionId"]
     return event
 
 
@@ -175,16 +211,30 @@ def _rate_seconds(expression: str) -> float | None:
 class LocalStack:
     """The whole system on 127.0.0.1 (see the module docstring)."""
 
-    def __init__(self, aws_port: int = 0, api_port: int = 0, parameters: dict[str, str] | None = None,
-                 say: Callable[[str], None] = print, retry_delays: tuple[float, ...] | None = None,
-                 log_dir: Path | None = None, journal: Path | None = None, threads: int = 1,
-                 echo_logs: bool = False, notifications: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        aws_port: int = 0,
+        api_port: int = 0,
+        parameters: dict[str, str] | None = None,
+        say: Callable[[str], None] = print,
+        retry_delays: tuple[float, ...] | None = None,
+        log_dir: Path | None = None,
+        journal: Path | None = None,
+        threads: int = 1,
+        echo_logs: bool = False,
+        notifications: bool = True,
+        state_dir: Path | None = None,
+        fresh: bool = False,
+        save_every: float = 5.0,
+    ):
         self.aws_port, self.api_port, self.say = aws_port, api_port, say
         self.parameters = parameters or {}
         self._deployed_with = dict(self.parameters)
         self.retry_delays, self.threads, self.echo_logs = retry_delays, threads, echo_logs
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="kclocal-logs-"))
         self.journal, self.notifications = journal, notifications
+        self.state = State(state_dir) if state_dir else None
+        self.fresh, self.save_every = fresh, save_every
         self.events: list[tuple[str, Any]] = []
         self._done = threading.Condition()
         self._stop = threading.Event()
@@ -196,20 +246,39 @@ class LocalStack:
         self.awsd = Awsd(self.aws_port, self.journal)
         try:
             self.endpoint = self.awsd.endpoint
-            self.spec = template.load(parameters={**self.parameters, "AwsEndpointUrl": self.endpoint},
-                                      endpoint=self.endpoint)  # fmt: skip
+            self.spec = template.load(
+                parameters={**self.parameters, "AwsEndpointUrl": self.endpoint}, endpoint=self.endpoint
+            )
             self.admin = session(self.endpoint)
             self.s3 = self.admin.client("s3", endpoint_url=self.endpoint)
             self.provisioned = provision(self.spec, self.endpoint, self.notifications)
+            if self.state and self.fresh:
+                self.state.wipe()
+            if self.state and self.state.exists():
+                counts = self.state.restore(self)
+                self.say(
+                    f"restored {counts['versions']:,} S3 object versions, {counts['items']:,} items and "
+                    f"{counts['messages']} queued messages from {self.state.folder}"
+                )
+            connect_notifications(self.spec, self.endpoint, self.provisioned.notify_queues)
             kwargs = {"retry_delays": self.retry_delays} if self.retry_delays else {}
-            self.lambdas = Lambdas(self.spec.functions, self._environment, self._send_failure, self.log_dir,
-                                   echo=self.say if self.echo_logs else None, **kwargs).start()  # fmt: skip
+            self.lambdas = Lambdas(
+                self.spec.functions,
+                self._environment,
+                self._send_failure,
+                self.log_dir,
+                echo=self.say if self.echo_logs else None,
+                **kwargs,
+            ).start()
             for function, url in self.provisioned.notify_queues.items():
                 threading.Thread(target=self._poll, args=(function, url), daemon=True, name=f"s3-{function}").start()
             for fn in self.spec.functions.values():
                 if fn.schedule and (every := _rate_seconds(fn.schedule)):
                     threading.Thread(target=self._schedule, args=(fn.name, every), daemon=True).start()
             self.bridge = Bridge(self.spec.routes(), self.lambdas.invoke, self.api_port).start()
+            if self.state:
+                threading.Thread(target=self._save_loop, daemon=True, name="state").start()
+            self._started = True
         except BaseException:
             self.stop()
             raise
@@ -217,8 +286,21 @@ class LocalStack:
         self.say(f"HTTP API            {self.bridge.url}  (Swagger UI: {self.bridge.url}/swagger)")
         return self
 
+    def _save_loop(self) -> None:
+        while not self._stop.wait(self.save_every):
+            try:
+                self.state.save(self)
+            except Exception:
+                log.exception("could not save the local state")
+
     def stop(self) -> None:
         self._stop.set()
+        if self.state and getattr(self, "_started", False):  # never save a half-started (or half-restored) stack
+            try:
+                self.state.save(self)
+                self.say(f"saved the local state in {self.state.folder}")
+            except Exception:
+                log.exception("could not save the local state")
         for part in ("bridge", "lambdas", "awsd"):
             if hasattr(self, part):
                 getattr(self, part).stop()
@@ -226,8 +308,9 @@ class LocalStack:
     def deploy(self, parameters: dict[str, str]) -> None:
         """`sam deploy --parameter-overrides`: the functions get their new configuration in new environments."""
         self.parameters = {**self.parameters, **parameters}
-        self.spec = template.load(parameters={**self.parameters, "AwsEndpointUrl": self.endpoint},
-                                  endpoint=self.endpoint)  # fmt: skip
+        self.spec = template.load(
+            parameters={**self.parameters, "AwsEndpointUrl": self.endpoint}, endpoint=self.endpoint
+        )
         self.lambdas.functions.update(self.spec.functions)
         self.lambdas.recycle()
 
@@ -239,13 +322,15 @@ class LocalStack:
         self.lambdas.recycle()
         self.awsd.reset()
         self.provisioned = provision(self.spec, self.endpoint, self.notifications)
+        connect_notifications(self.spec, self.endpoint, self.provisioned.notify_queues)
         with self._done:
             self.events.clear()
 
     # --- functions ------------------------------------------------------------------------------------------
     def _environment(self, fn: template.Function) -> dict[str, str]:
-        return environment_variables(fn, f"{self.spec.name}-{fn.name}", self.spec.region,
-                                     self.provisioned.credentials[fn.name], self.threads)  # fmt: skip
+        return environment_variables(
+            fn, f"{self.spec.name}-{fn.name}", self.spec.region, self.provisioned.credentials[fn.name], self.threads
+        )
 
     def _send_failure(self, fn: template.Function, record: dict) -> None:
         """Lambda delivers the failure record with the function's execution role."""
@@ -265,8 +350,9 @@ class LocalStack:
         sqs = self.client("sqs")
         while not self._stop.is_set():
             try:
-                msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                           VisibilityTimeout=43_200).get("Messages", [])  # fmt: skip
+                msgs = sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=43_200
+                ).get("Messages", [])
             except Exception:
                 if not self._stop.is_set():
                     log.exception("S3 notification queue of %s", function)
@@ -282,7 +368,7 @@ class LocalStack:
                     self._on_result(function, event, result if error is None else {"error": str(error)})
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
-                self.lambdas.invoke_async(function, complete_s3_event(event), on_done=done)
+                self.lambdas.invoke_async(function, complete_s3_event(event, self.s3), on_done=done)
 
     def _schedule(self, function: str, every: float) -> None:
         while not self._stop.wait(every):

@@ -27,18 +27,49 @@ LOCAL_LAYER_PATHS = {"ModelLayer": [ROOT / "layers" / "model"], "TrainLayer": []
 # The AWS managed policies SAM attaches, as AWS defines them (only what this project's roles get).
 MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": {
-        "Statement": [{"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream",
-                                                     "logs:PutLogEvents"], "Resource": "*"}]},
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": "*",
+            }
+        ]
+    },
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": {
-        "Statement": [{"Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                       "xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"],
-                       "Resource": "*"}]},
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                    "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets",
+                    "xray:GetSamplingStatisticSummaries",
+                ],
+                "Resource": "*",
+            }
+        ]
+    },
     "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole": {
-        "Statement": [{"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream",
-                       "logs:PutLogEvents", "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                       "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
-                       "ec2:UnassignPrivateIpAddresses"], "Resource": "*"}]},
-}  # fmt: skip
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "Resource": "*",
+            }
+        ]
+    },
+}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -341,5 +372,17 @@ def load(
             elif event["Type"] == "Schedule":
                 fn.schedule = str(resolve(p["Schedule"]))
         functions[name] = fn
-    return Stack(stack_name, LOCAL_ACCOUNT, LOCAL_REGION, params, bucket, tables, queues, functions, notifications,
-                 raw, cfn, resolve)  # fmt: skip
+    return Stack(
+        stack_name,
+        LOCAL_ACCOUNT,
+        LOCAL_REGION,
+        params,
+        bucket,
+        tables,
+        queues,
+        functions,
+        notifications,
+        raw,
+        cfn,
+        resolve,
+    )
