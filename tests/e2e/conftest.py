@@ -10,8 +10,15 @@ def stack(tmp_path_factory):
     notifications delivered as Lambda delivers them. Package scope: it stops when the e2e tests are done. At the
     end, every AWS call its functions made is checked against their template policies."""
     folder = tmp_path_factory.mktemp("stack")
-    s = LocalStack(0, 0, {"ModelTtlSeconds": "1"}, say=lambda _: None, retry_delays=(1.0, 2.0), log_dir=folder,
-                   journal=folder / "calls.jsonl").start()  # fmt: skip
+    s = LocalStack(
+        0,
+        0,
+        {"ModelTtlSeconds": "1"},
+        say=lambda _: None,
+        retry_delays=(1.0, 2.0),
+        log_dir=folder,
+        journal=folder / "calls.jsonl",
+    ).start()
     try:
         s.seed()
         yield s

@@ -76,8 +76,13 @@ def valid_houses(draw) -> dict:
     basement = draw(_in("sqft_basement", hi=25_000 - above))
     built = draw(_in("yr_built"))
     house = {name: draw(_in(name)) for name in BOUNDS}
-    house.update(sqft_above=above, sqft_basement=basement, sqft_living=above + basement, yr_built=built,
-                 yr_renovated=draw(st.one_of(st.just(0), _in("yr_renovated", lo=built))))  # fmt: skip
+    house.update(
+        sqft_above=above,
+        sqft_basement=basement,
+        sqft_living=above + basement,
+        yr_built=built,
+        yr_renovated=draw(st.one_of(st.just(0), _in("yr_renovated", lo=built))),
+    )
     if draw(st.booleans()):
         house["date"] = draw(st.dates(DATE_MIN, DATE_MAX)).isoformat()
     return {k: int(v) if BOUNDS.get(k, (0, 0, None))[2] == 1 else v for k, v in house.items()}

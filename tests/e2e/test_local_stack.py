@@ -12,8 +12,13 @@ def test_first_start_seeds_a_model_and_precomputes_the_inventory(stack):
     (retrain,) = stack.wait_for("RetrainFunction", 1)
     (pre,) = stack.wait_for("PrecomputeFunction", 1)
     assert retrain["outcomes"][0]["status"] == "promoted"
-    assert pre == {"status": "written", "model_version": retrain["outcomes"][0]["version"], "items": 21_436,
-                   "skipped": 0, "seconds": pre["seconds"]}  # fmt: skip
+    assert pre == {
+        "status": "written",
+        "model_version": retrain["outcomes"][0]["version"],
+        "items": 21_436,
+        "skipped": 0,
+        "seconds": pre["seconds"],
+    }
 
 
 def test_the_story(stack):

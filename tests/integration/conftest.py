@@ -29,8 +29,9 @@ def load_event(name: str) -> dict:
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stack")
-    stack = LocalStack(say=lambda _: None, retry_delays=(0.5, 1.0), log_dir=folder, journal=folder / "calls.jsonl",
-                       notifications=False).start()  # fmt: skip
+    stack = LocalStack(
+        say=lambda _: None, retry_delays=(0.5, 1.0), log_dir=folder, journal=folder / "calls.jsonl", notifications=False
+    ).start()
     yield stack
     stack.stop()
 
@@ -62,17 +63,6 @@ def aws(local_stack, request):
     )
     if "denied_calls_expected" not in request.keywords:
         journal.assert_allowed(since=start)
-
-
-@pytest.fixture(scope="session")
-def small_model():
-    """A model trained once per session on a quarter of the sales (serving tests need a model, not a good one)."""
-    from kclocal.data import stride
-    from kcprice.dataset import read_sales
-    from kcprice.training import train
-
-    sales, _ = read_sales(stride(4))
-    return train(sales, evaluate_splits=False, extra_meta={"lineage": {"source_key": "tests"}})
 
 
 def settings_of(stack, cls, function: str):

@@ -63,7 +63,11 @@ def test_a_retrain_killed_mid_flight_goes_to_the_failure_queue_not_to_success(aw
     assert item["status"]["S"] == "INPROGRESS"
     remaining_s = int(item["in_progress_expiration"]["N"]) / 1000 - time.time()
     assert 700 < remaining_s <= 900  # the deadline of the killed invocation, not a fixed claim timeout
-    aws.ddb.update_item(TableName=table, Key={"id": item["id"]}, UpdateExpression="SET in_progress_expiration = :t",
-                        ExpressionAttributeValues={":t": {"N": str(int(time.time() * 1000) - 1)}})  # fmt: skip
+    aws.ddb.update_item(
+        TableName=table,
+        Key={"id": item["id"]},
+        UpdateExpression="SET in_progress_expiration = :t",
+        ExpressionAttributeValues={":t": {"N": str(int(time.time() * 1000) - 1)}},
+    )
     again = aws.invoke("RetrainFunction", record["requestPayload"])["outcomes"][0]
     assert again["status"] == "promoted"

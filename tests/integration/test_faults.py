@@ -19,7 +19,7 @@ from kcprice.storage import UnprocessedItemsError, batch_put, price_item
 from tests.integration.conftest import count_items
 
 SEED = by_date(before="20150101", step=2)
-INVENTORY = inventory(step=10)  # ~2,100 houses: the pipeline run below really sleeps between retries
+INVENTORY = inventory(step=20)  # ~1,070 houses: the pipeline run below really sleeps between retries
 N_HOUSES = INVENTORY.count(b"\n") - 1
 
 
@@ -53,10 +53,13 @@ def flaky_dynamodb(aws, unprocessed: float, throttle: float, seed: int = 0):
     def throttle_send(request, **_):
         if rng.random() < throttle:
             counts["throttled_calls"] += 1
-            body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",' \
-                   b'"message":"injected throttle"}'  # fmt: skip
-            return AWSResponse(request.url, 400, {"x-amzn-ErrorType": "ProvisionedThroughputExceededException"},
-                               _Raw(body))  # fmt: skip
+            body = (
+                b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
+                b'"message":"injected throttle"}'
+            )
+            return AWSResponse(
+                request.url, 400, {"x-amzn-ErrorType": "ProvisionedThroughputExceededException"}, _Raw(body)
+            )
         return None
 
     def add_unprocessed(parsed, **_):
@@ -87,22 +90,23 @@ def test_throttling_and_unprocessed_items_lose_nothing(aws, champion):
         aws.client("s3", "PrecomputeFunction"), ddb, aws.bucket, aws.table, "inventory/houses.csv", 30
     )
     print(f"\ninjected {injected}; retried {out.stats.retried_items} items in {out.stats.retries} retries")
-    assert injected["unprocessed_items"] > 300 and injected["throttled_calls"] > 10
+    assert injected["unprocessed_items"] > 150 and injected["throttled_calls"] > 5
     assert out.stats.written == N_HOUSES and out.stats.retried_items >= injected["unprocessed_items"]
     assert count_items(aws) == N_HOUSES  # every item really is in the table
     assert all(
-        i["model_version"]["S"] == champion for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table)
+        i["model_version"]["S"] == champion
+        for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table)
         for i in p["Items"]
-    )  # fmt: skip
+    )
 
 
 def test_high_volume_with_faults_loses_nothing(aws):
     ddb, injected = flaky_dynamodb(aws, unprocessed=0.3, throttle=0.2, seed=1)
-    items = [price_item(str(i), 1000.0 + i, "v1", 0, 1) for i in range(10_000)]
+    items = [price_item(str(i), 1000.0 + i, "v1", 0, 1) for i in range(4_000)]
     stats = batch_put(ddb, aws.table, items, sleep=lambda _: None)  # backoff is not what is under test here
     print(f"\ninjected {injected}; retried {stats.retried_items} items")
-    assert stats.written == 10_000 and injected["unprocessed_items"] > 2000 and injected["throttled_calls"] > 50
-    assert count_items(aws) == 10_000
+    assert stats.written == 4_000 and injected["unprocessed_items"] > 800 and injected["throttled_calls"] > 20
+    assert count_items(aws) == 4_000
     probe = aws.ddb.get_item(TableName=aws.table, Key={"house_id": {"S": "4321"}})["Item"]
     assert probe["price"]["N"] == "5321.0"
 
@@ -127,8 +131,11 @@ def failing_s3(aws, when):
 
 
 def versions_with_metadata(aws) -> set[str]:
-    keys = [o["Key"] for p in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket, Prefix="models/")
-            for o in p.get("Contents", [])]  # fmt: skip
+    keys = [
+        o["Key"]
+        for p in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket, Prefix="models/")
+        for o in p.get("Contents", [])
+    ]
     return {k.split("/")[1] for k in keys if k.endswith("/model.json")}
 
 
@@ -226,7 +233,13 @@ def test_the_same_event_delivered_twice_at_once_trains_once(aws, settings):
     def deliver(first: bool) -> None:
         s3, ddb = aws.client("s3", "RetrainFunction"), aws.client("dynamodb", "RetrainFunction")
         if first:  # hold the first run inside training until the second delivery has been answered
-            s3.meta.events.register("provide-client-params.s3.PutObject", lambda **_: started.set() or time.sleep(2))
+
+            def hold_once(**_):
+                if not started.is_set():
+                    started.set()
+                    time.sleep(2)
+
+            s3.meta.events.register("provide-client-params.s3.PutObject", hold_once)
         run = pipeline.retrain_once(s3, ddb, settings)
         run.config.register_lambda_context(SimpleNamespace(get_remaining_time_in_millis=lambda: 900_000))
         try:

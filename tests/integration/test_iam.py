@@ -46,8 +46,10 @@ def test_every_call_of_a_whole_story_is_allowed_by_the_template(story):
     print("\n" + json.dumps(seen, indent=1))
     assert set(seen) == {"PredictFunction", "PrecomputeFunction", "RetrainFunction"}
     # the calls the defects were about are among them
-    assert any(c.function == "PrecomputeFunction" and c.action == "s3:PutObject" and "/reports/drift/" in c.resource
-               for c in calls)  # fmt: skip
+    assert any(
+        c.function == "PrecomputeFunction" and c.action == "s3:PutObject" and "/reports/drift/" in c.resource
+        for c in calls
+    )
     missing_key_checks = [c for c in calls if c.action == "s3:ListBucket" and c.context]
     assert {c.function for c in missing_key_checks} >= {"PredictFunction", "PrecomputeFunction", "RetrainFunction"}
 
@@ -63,16 +65,16 @@ def _without(doc: dict, function: str, keep) -> dict:
 @pytest.mark.parametrize(
     ("function", "keep", "expected"),
     [
-        ("PrecomputeFunction",
-         lambda st: "s3:PutObject" not in st["Action"], "PrecomputeFunction: s3:PutObject on arn:aws:s3:::"),
-        ("RetrainFunction",
-         lambda st: "s3:ListBucket" not in st["Action"], "RetrainFunction: s3:ListBucket"),
-        ("RetrainFunction",
-         lambda st: "dynamodb:PutItem" not in st["Action"], "RetrainFunction: dynamodb:PutItem"),
-        ("PredictFunction",
-         lambda st: "dynamodb:GetItem" not in st["Action"], "PredictFunction: dynamodb:GetItem"),
+        (
+            "PrecomputeFunction",
+            lambda st: "s3:PutObject" not in st["Action"],
+            "PrecomputeFunction: s3:PutObject on arn:aws:s3:::",
+        ),
+        ("RetrainFunction", lambda st: "s3:ListBucket" not in st["Action"], "RetrainFunction: s3:ListBucket"),
+        ("RetrainFunction", lambda st: "dynamodb:PutItem" not in st["Action"], "RetrainFunction: dynamodb:PutItem"),
+        ("PredictFunction", lambda st: "dynamodb:GetItem" not in st["Action"], "PredictFunction: dynamodb:GetItem"),
     ],
-)  # fmt: skip
+)
 def test_a_permission_removed_from_the_template_fails_the_check(story, tmp_path, function, keep, expected):
     journal, calls = story
     mutated = tmp_path / "template.yaml"

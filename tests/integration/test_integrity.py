@@ -53,8 +53,10 @@ def seeded(aws):
     return out
 
 
-@pytest.mark.parametrize(("column", "token"), [("sqft_living", "inf"), ("lat", "NaN"), ("price", "nan"),
-                                               ("bathrooms", "1e999"), ("zipcode", "-inf")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("column", "token"),
+    [("sqft_living", "inf"), ("lat", "NaN"), ("price", "nan"), ("bathrooms", "1e999"), ("zipcode", "-inf")],
+)
 def test_non_finite_values_are_rejected_with_a_report_naming_the_column(aws, seeded, column, token):
     _, etag = registry.read_champion(aws.s3, aws.bucket)
     out = retrain(aws, "incoming/bad.csv", with_cell(NEWER, column, token, range(40, 43)))
@@ -149,8 +151,9 @@ def test_a_corrupted_stored_dataset_is_a_named_error_and_the_documented_repair_w
     assert e.value.error_type == "StoredDataError" and key in e.value.error_message
     assert "non_finite in lat" in e.value.error_message and "previous S3 version" in e.value.error_message
     # the repair the error names: restore the dataset's previous version
-    aws.s3.copy_object(Bucket=aws.bucket, Key=key, CopySource={"Bucket": aws.bucket, "Key": key,
-                                                                "VersionId": good["VersionId"]})  # fmt: skip
+    aws.s3.copy_object(
+        Bucket=aws.bucket, Key=key, CopySource={"Bucket": aws.bucket, "Key": key, "VersionId": good["VersionId"]}
+    )
     assert aws.invoke("RetrainFunction", event)["outcomes"][0]["status"] in ("promoted", "refused")
 
 
@@ -180,8 +183,11 @@ def test_an_inventory_with_bad_houses_prices_the_others(aws, seeded):
     report = strict_json(aws, "rejected/inventory/houses.csv.json")
     ids = [r.split(",")[0] for r in inv.decode().splitlines()]
     assert [(s["row"], s["id"], s["column"], s["code"]) for s in report["skipped"]] == [
-        (4, ids[3], "lat", "non_finite"), (5, ids[4], "lat", "non_finite"), (6, ids[5], "lat", "non_finite"),
-        (11, ids[10], "sqft_lot", "non_numeric")]  # fmt: skip
+        (4, ids[3], "lat", "non_finite"),
+        (5, ids[4], "lat", "non_finite"),
+        (6, ids[5], "lat", "non_finite"),
+        (11, ids[10], "sqft_lot", "non_numeric"),
+    ]
 
 
 def test_an_unreadable_inventory_is_reported_not_crashed(aws, seeded):
@@ -194,15 +200,24 @@ def test_an_unreadable_inventory_is_reported_not_crashed(aws, seeded):
 # --- property-based, through the function ------------------------------------------------------------------------
 COLUMNS = lines(NEWER)[0]
 KINDS = {
-    "nan": lambda v: "nan", "inf": lambda v: "inf", "empty": lambda v: "", "units": lambda v: f"{v} sqft",
-    "thousands": lambda v: f'"1,{v}"', "huge": lambda v: "9" * 30, "spaces": lambda v: f"  {v}  ",
-    "quoted": lambda v: f'"{v}"', "negative": lambda v: f"-{v}" if v[:1] not in "-0" else v,
-}  # fmt: skip
+    "nan": lambda v: "nan",
+    "inf": lambda v: "inf",
+    "empty": lambda v: "",
+    "units": lambda v: f"{v} sqft",
+    "thousands": lambda v: f'"1,{v}"',
+    "huge": lambda v: "9" * 30,
+    "spaces": lambda v: f"  {v}  ",
+    "quoted": lambda v: f'"{v}"',
+    "negative": lambda v: f"-{v}" if v[:1] not in "-0" else v,
+}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(kind=st.sampled_from(sorted(KINDS)), column=st.sampled_from(COLUMNS), rows=st.sets(st.integers(1, 2000),
-       min_size=1, max_size=5))  # fmt: skip
+@given(
+    kind=st.sampled_from(sorted(KINDS)),
+    column=st.sampled_from(COLUMNS),
+    rows=st.sets(st.integers(1, 2000), min_size=1, max_size=5),
+)
 def test_no_corrupted_upload_stops_or_poisons_training(aws_once, kind, column, rows):
     """Invariant for any corruption of any column: the function does not fail, the upload is trained or refused
     with a report naming the column, and the champion only ever moves to a better model."""

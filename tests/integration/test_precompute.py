@@ -25,7 +25,7 @@ def other_model():
     return train(sales, evaluate_splits=False)
 
 
-INVENTORY = inventory(step=4)
+INVENTORY = inventory(step=8)
 N_HOUSES = INVENTORY.count(b"\n") - 1
 
 
@@ -55,8 +55,13 @@ def versions_in_table(aws) -> dict[str, int]:
 )
 def test_every_event_shape_scores_the_whole_inventory(aws, champion, event):
     out = aws.invoke("PrecomputeFunction", load_event(event))
-    assert out == {"status": "written", "model_version": champion, "items": N_HOUSES, "skipped": 0,
-                   "seconds": out["seconds"]}  # fmt: skip
+    assert out == {
+        "status": "written",
+        "model_version": champion,
+        "items": N_HOUSES,
+        "skipped": 0,
+        "seconds": out["seconds"],
+    }
     assert count_items(aws) == N_HOUSES
     first_id = INVENTORY.split(b"\n")[1].split(b",")[0].decode()
     item = get_price(aws.ddb, aws.table, first_id)

@@ -104,7 +104,7 @@ def house_with(**changes) -> str:
         (house_with(bathrooms=1.1), "bathrooms", "multiple of 0.25"),
         (house_with(bedrooms=2.5), "bedrooms", "whole number"),
     ],
-)  # fmt: skip
+)
 def test_the_422_names_the_field_and_says_what_is_valid(aws, champion, body, field, words):
     status, resp = call(aws, with_body(body))
     assert status == 422, resp
@@ -156,8 +156,11 @@ def test_house_lookup(aws, champion):
     aws.ddb.put_item(TableName=aws.table, Item=price_item("7129300520", 250000.5, champion, 1, 2))
     status, body = call(aws, load_event("predict_house_price.json"))
     assert status == 200 and body == {
-        "house_id": "7129300520", "price": 250000.5, "model_version": champion, "computed_at": 1,
-    }  # fmt: skip
+        "house_id": "7129300520",
+        "price": 250000.5,
+        "model_version": champion,
+        "computed_at": 1,
+    }
 
 
 def test_bad_house_id_is_422(aws, champion):

@@ -40,8 +40,15 @@ def unserialisable(event, context):
 
 def function(folder: Path, handler: str, **kw) -> Function:
     (folder / "handlers.py").write_text(HANDLERS)
-    fields = {"timeout": 30.0, "memory_mb": 128, "reserved_concurrency": None, "role": "r", "policies": [],
-              "env": {"MY_VAR": "1"}, "layers": []}  # fmt: skip
+    fields = {
+        "timeout": 30.0,
+        "memory_mb": 128,
+        "reserved_concurrency": None,
+        "role": "r",
+        "policies": [],
+        "env": {"MY_VAR": "1"},
+        "layers": [],
+    }
     fields.update(kw)
     return Function(name=handler, handler=f"handlers.{handler}", code_dir=folder, **fields)
 

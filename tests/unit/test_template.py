@@ -54,9 +54,12 @@ def test_what_each_function_may_write():
 
 @pytest.mark.parametrize(
     ("function", "prefixes"),
-    [("PredictFunction", ["models/"]), ("PrecomputeFunction", ["models/", "inventory/"]),
-     ("RetrainFunction", ["incoming/", "datasets/", "models/"])],
-)  # fmt: skip
+    [
+        ("PredictFunction", ["models/"]),
+        ("PrecomputeFunction", ["models/", "inventory/"]),
+        ("RetrainFunction", ["incoming/", "datasets/", "models/"]),
+    ],
+)
 def test_every_function_may_list_what_it_reads_and_nothing_else(function, prefixes):
     """Without s3:ListBucket, S3 answers a GET of a missing key with 403 instead of 404 (a first upload finds no
     champion pointer; precompute finds no inventory): each function may list exactly the prefixes it reads."""
@@ -164,8 +167,16 @@ def test_the_key_layout_and_the_policies_say_the_same(function):
     """kcprice.layout lists who writes and reads each prefix; the template grants exactly that."""
     from kcprice import layout
 
-    prefixes = [layout.INCOMING, layout.DATASETS, layout.MODELS, layout.REPORTS, layout.REPORTS + "drift/",
-                layout.REJECTED, layout.REJECTED + layout.INVENTORY, layout.INVENTORY]  # fmt: skip
+    prefixes = [
+        layout.INCOMING,
+        layout.DATASETS,
+        layout.MODELS,
+        layout.REPORTS,
+        layout.REPORTS + "drift/",
+        layout.REJECTED,
+        layout.REJECTED + layout.INVENTORY,
+        layout.INVENTORY,
+    ]
     for prefix in prefixes:
         key = prefix + "x/y.json"
         writes = any(prefix.startswith(p) for p in layout.WRITERS[function])

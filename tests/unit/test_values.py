@@ -21,8 +21,12 @@ from kcprice.schema import EXAMPLE_HOUSE, House
 
 PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 HEADER = list(REQUIRED)
-ROW = {"id": "7129300520", "date": "20141013T000000", "price": "221900", **{k: str(v) for k, v in EXAMPLE_HOUSE.items()
-                                                                             if k != "date"}}  # fmt: skip
+ROW = {
+    "id": "7129300520",
+    "date": "20141013T000000",
+    "price": "221900",
+    **{k: str(v) for k, v in EXAMPLE_HOUSE.items() if k != "date"},
+}
 
 
 def csv_of(rows: list[dict], header: list[str] | None = None) -> bytes:
@@ -100,9 +104,15 @@ def test_api_numbers_are_json_numbers(value, ok):
 
 @pytest.mark.parametrize(
     ("date", "ok"),
-    [("2014-10-13", True), (str(DATE_MIN), True), (str(DATE_MAX), True), ("2013-12-31", False),
-     ("9999-12-31", False), ("0001-01-01", False)],
-)  # fmt: skip
+    [
+        ("2014-10-13", True),
+        (str(DATE_MIN), True),
+        (str(DATE_MAX), True),
+        ("2013-12-31", False),
+        ("9999-12-31", False),
+        ("0001-01-01", False),
+    ],
+)
 def test_sale_dates_are_bounded_the_same_everywhere(date, ok):
     assert api_accepts("date", date) is ok
     assert csv_accepts("date", date) is ok
@@ -157,8 +167,19 @@ def corrupt(kind: str, column: str, rows: list[dict], at: int) -> tuple[list[dic
     return rows, header
 
 
-KINDS = ["non_finite", "empty", "spaces", "thousands", "units", "quoted", "huge", "negative_zero", "header_case",
-         "duplicate_header", "swapped"]  # fmt: skip
+KINDS = [
+    "non_finite",
+    "empty",
+    "spaces",
+    "thousands",
+    "units",
+    "quoted",
+    "huge",
+    "negative_zero",
+    "header_case",
+    "duplicate_header",
+    "swapped",
+]
 HARMLESS = {"spaces", "quoted", "header_case", "negative_zero"}  # the file still says the same thing
 
 
@@ -195,8 +216,11 @@ def test_arbitrary_bytes_never_raise(data):
 
 
 @PROFILE
-@given(bad=st.sets(st.integers(0, 59), max_size=20), kind=st.sampled_from(["non_finite", "empty", "units", "huge"]),
-       column=st.sampled_from(list(BOUNDS)))  # fmt: skip
+@given(
+    bad=st.sets(st.integers(0, 59), max_size=20),
+    kind=st.sampled_from(["non_finite", "empty", "units", "huge"]),
+    column=st.sampled_from(list(BOUNDS)),
+)
 def test_an_inventory_keeps_every_clean_house_and_reports_every_skipped_one(bad, kind, column):
     assume(not (kind == "empty" and column in ZERO_WHEN_EMPTY))
     rows = [{k: v for k, v in r.items() if k not in ("price", "date")} for r in clean_rows()]
