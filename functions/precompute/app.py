@@ -28,7 +28,7 @@ class OnDemand(BaseModel):
     inventory_key: str | None = None
 
 
-EVENT = TypeAdapter(S3Model | EventBridgeModel | OnDemand)
+EVENT: TypeAdapter[S3Model | EventBridgeModel | OnDemand] = TypeAdapter(S3Model | EventBridgeModel | OnDemand)
 
 
 @functools.cache

@@ -33,9 +33,12 @@ def handler(event, context):
     run.config.register_lambda_context(context)  # an unfinished run's claim expires at this invocation's deadline
     outcomes = []
     for record in parse(event=event, model=S3Model).Records:
-        key = unquote_plus(record.s3.object.key)  # S3 events URL-encode keys
-        logger.append_keys(source_key=key)
         obj = record.s3.object
+        if obj is None:  # not an object event (e.g. s3:TestEvent): nothing to train on, said rather than dropped
+            logger.warning("an S3 record without an object", extra={"event_name": record.eventName})
+            continue
+        key = unquote_plus(obj.key)  # S3 events URL-encode keys
+        logger.append_keys(source_key=key)
         out = run(
             upload={"bucket": record.s3.bucket.name, "key": key, "etag": obj.eTag or "", "version_id": obj.versionId}
         )

@@ -262,7 +262,13 @@ def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[S
     ids_text = cells["id"]
     bad_rows = ~ok_length  # inventories: houses to skip
     skipped: dict[int, dict] = {
-        i: {"row": i + 2, "id": ids_text[i], "column": None, "code": "row_length", "value": f"{len(body[i])} fields"}
+        int(i): {
+            "row": i + 2,
+            "id": ids_text[i],
+            "column": None,
+            "code": "row_length",
+            "value": f"{len(body[i])} fields",
+        }
         for i in np.flatnonzero(~ok_length)
     }
 

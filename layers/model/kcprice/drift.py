@@ -33,7 +33,7 @@ def reference(raw: np.ndarray, bins: int = 10) -> dict[str, dict[str, list[float
 
 def _fractions(col: np.ndarray, edges: np.ndarray) -> np.ndarray:
     counts = np.bincount(np.searchsorted(edges, col, side="right"), minlength=len(edges) + 1)
-    return counts / max(counts.sum(), 1)
+    return counts / max(int(counts.sum()), 1)
 
 
 def psi(ref: dict[str, dict[str, list[float]]], raw: np.ndarray) -> dict[str, float]:

@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from botocore.exceptions import ClientError
@@ -37,6 +37,10 @@ from kcprice.drift import drift_report
 from kcprice.errors import ChampionChangedError, IncompatibleArtifactError, KcPriceError, NotFoundError
 from kcprice.predictor import Predictor
 from kcprice.storage import WriteStats, batch_put, get_bytes, is_missing, lost_condition, price_item, put_json
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+    from typing_extensions import TypeIs
 
 log = logging.getLogger(__name__)
 HOLDOUT_RULE = "sales whose house id hashes to bucket 0 of 10"
@@ -141,7 +145,7 @@ def _reject(
     return _refuse_upload(s3, bucket, key, etag, "rejected", why, {"validation": validation}, version_id)
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Any) -> TypeIs[float]:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
@@ -191,8 +195,8 @@ def retrain_once(s3, ddb, settings: RetrainSettings):
         idempotent_function,
     )
 
-    def replayed(summary: dict, record) -> dict:
-        return {**summary, "status": "duplicate", "first_status": summary.get("status")}
+    def replayed(response: Any, idempotent_data: DataRecord) -> Any:  # Powertools' hook protocol, names included
+        return {**response, "status": "duplicate", "first_status": response.get("status")}
 
     config = IdempotencyConfig(
         event_key_jmespath="[bucket, key, version_id || etag]",
@@ -209,7 +213,7 @@ def retrain_once(s3, ddb, settings: RetrainSettings):
             s3, upload["bucket"], upload["key"], upload["etag"], settings, version_id=upload.get("version_id")
         ).summary()
 
-    run.config = config  # type: ignore[attr-defined]
+    run.config = config
     return run
 
 
@@ -287,7 +291,7 @@ def retrain(
     unchanged = base is not None and merged.new == 0 and merged.replaced == 0
     # What the last model (promoted or refused) was trained on. Before the ledger existed: the champion's data.
     trained_sha = ledger.get("trained_sha256") if ledger else (base.sha256 if base is not None else None)
-    if unchanged and trained_sha == base.sha256:
+    if unchanged and base is not None and trained_sha == base.sha256:
         doc = {
             "source_key": key,
             "source_etag": etag,
@@ -304,7 +308,7 @@ def retrain(
         return RetrainOutcome("duplicate", key, report_key, None, pointer["version"] if pointer else None, doc)
 
     # Unchanged but never trained on: an earlier run stored the data and died before its model (it is retried).
-    pool = merged.sales if not unchanged else base
+    pool = base if unchanged and base is not None else merged.sales
     dataset_key = layout.dataset(pool.sha256)
     uploads = (ledger or {}).get("uploads", [])
     if not any(u["key"] == key and u["etag"] == etag for u in uploads):
@@ -322,7 +326,7 @@ def retrain(
     ledger_etag = write_ledger(s3, bucket, ledger, ledger_etag)
     log.info("ledger: %d sales (%d new, %d corrected) in %s", len(pool), merged.new, merged.replaced, dataset_key)
 
-    meta = registry.version_metadata(s3, bucket, pointer["version"]) if champion is not None else None
+    meta = registry.version_metadata(s3, bucket, pointer["version"]) if champion is not None and pointer else None
     upload_drift = drift_report(meta["reference_distributions"], upload.raw, settings.psi_threshold) if meta else None
     if upload_drift:
         _warn_drift(f"upload {key}", upload_drift)
@@ -365,7 +369,7 @@ def retrain(
         "holdout_rows": len(reference),
     }
     # One fit per upload. The random and temporal splits judge the model's design, not an upload: `kcprice train`
-    # and `kcprice evaluate` measure them; here the gate's holdout is what decides (and two fits fewer: 3x faster).
+    # measures them; here the gate's holdout is what decides (and two fits fewer: 3x faster).
     result = train(pool.take(~hold), evaluate_splits=False, log=log.info, extra_meta={"lineage": lineage})
     challenger_m = _holdout_metrics(result.predictor, reference)
     champion_m = _holdout_metrics(champion, reference) if champion is not None else None

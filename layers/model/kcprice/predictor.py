@@ -149,7 +149,8 @@ def _check_compatible(meta: dict[str, Any], grids: np.ndarray) -> None:
 
 def save_artifact(path_or_buffer, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write the .npz; meta travels inside as a unicode scalar so the file alone describes the model."""
-    np.savez(path_or_buffer, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    # allow_pickle=False: an object array (which only pickle could store) is refused here, not at load time.
+    np.savez(path_or_buffer, allow_pickle=False, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
 
 
 def artifact_bytes(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:

@@ -9,7 +9,7 @@ number written 1180.0 is a whole number (as in JSON Schema). What JSON Schema ca
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -30,18 +30,16 @@ def _schema_of(step: float | None):
 
 
 def _field(name: str, description: str):
+    """The pydantic Field of a house field: its bounds and step from kcprice.fields (used as Annotated[float, ...])."""
     low, high, step = BOUNDS[name]
-    return Annotated[
-        float,
-        Field(
-            strict=True,
-            ge=low,
-            le=high,
-            allow_inf_nan=False,
-            json_schema_extra=_schema_of(step),
-            description=f"{description}: {describe(BOUNDS[name])}",
-        ),
-    ]
+    return Field(
+        strict=True,
+        ge=low,
+        le=high,
+        allow_inf_nan=False,
+        json_schema_extra=_schema_of(step),
+        description=f"{description}: {describe(BOUNDS[name])}",
+    )
 
 
 def _date_text(v):
@@ -57,7 +55,7 @@ def is_multiple(v: float, step: float) -> bool:
     return q == round(q)
 
 
-EXAMPLE_HOUSE = {
+EXAMPLE_HOUSE: dict[str, Any] = {
     "bedrooms": 3,
     "bathrooms": 1.0,
     "sqft_living": 1180,
@@ -85,24 +83,24 @@ class House(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"description": f"A King County house. {RULES}."})
 
-    bedrooms: _field("bedrooms", "bedrooms")
-    bathrooms: _field("bathrooms", "bathrooms (0.25 per quarter bath)")
-    sqft_living: _field("sqft_living", "interior living space, sq ft; = sqft_above + sqft_basement")
-    sqft_lot: _field("sqft_lot", "land, sq ft")
-    floors: _field("floors", "floors (0.5 per half floor)")
-    waterfront: _field("waterfront", "1 if on the waterfront")
-    view: _field("view", "view rating")
-    condition: _field("condition", "condition rating")
-    grade: _field("grade", "KC building grade")
-    sqft_above: _field("sqft_above", "living space above ground, sq ft")
-    sqft_basement: _field("sqft_basement", "living space below ground, sq ft")
-    yr_built: _field("yr_built", "year built")
-    yr_renovated: _field("yr_renovated", "year renovated: 0 if never, else at least yr_built")
-    zipcode: _field("zipcode", "King County zip code")
-    lat: _field("lat", "latitude")
-    long: _field("long", "longitude")
-    sqft_living15: _field("sqft_living15", "living space of the 15 nearest neighbours, sq ft")
-    sqft_lot15: _field("sqft_lot15", "lot size of the 15 nearest neighbours, sq ft")
+    bedrooms: Annotated[float, _field("bedrooms", "bedrooms")]
+    bathrooms: Annotated[float, _field("bathrooms", "bathrooms (0.25 per quarter bath)")]
+    sqft_living: Annotated[float, _field("sqft_living", "interior living space, sq ft; = sqft_above + sqft_basement")]
+    sqft_lot: Annotated[float, _field("sqft_lot", "land, sq ft")]
+    floors: Annotated[float, _field("floors", "floors (0.5 per half floor)")]
+    waterfront: Annotated[float, _field("waterfront", "1 if on the waterfront")]
+    view: Annotated[float, _field("view", "view rating")]
+    condition: Annotated[float, _field("condition", "condition rating")]
+    grade: Annotated[float, _field("grade", "KC building grade")]
+    sqft_above: Annotated[float, _field("sqft_above", "living space above ground, sq ft")]
+    sqft_basement: Annotated[float, _field("sqft_basement", "living space below ground, sq ft")]
+    yr_built: Annotated[float, _field("yr_built", "year built")]
+    yr_renovated: Annotated[float, _field("yr_renovated", "year renovated: 0 if never, else at least yr_built")]
+    zipcode: Annotated[float, _field("zipcode", "King County zip code")]
+    lat: Annotated[float, _field("lat", "latitude")]
+    long: Annotated[float, _field("long", "longitude")]
+    sqft_living15: Annotated[float, _field("sqft_living15", "living space of the 15 nearest neighbours, sq ft")]
+    sqft_lot15: Annotated[float, _field("sqft_lot15", "lot size of the 15 nearest neighbours, sq ft")]
     date: Annotated[dt.date | None, BeforeValidator(_date_text)] = Field(
         default=None,
         ge=DATE_MIN,
@@ -114,7 +112,7 @@ class House(BaseModel):
     @classmethod
     def _step(cls, v: float, info) -> float:
         step = BOUNDS[info.field_name][2]
-        if not is_multiple(v, step):
+        if step and not is_multiple(v, step):
             raise ValueError("must be a whole number" if step == 1 else f"must be a multiple of {step:g}")
         return v
 

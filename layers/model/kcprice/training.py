@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ SEED = 42
 # The additive part: spline knots per feature, ridge penalty, steps per feature once discretised (one depth-6 tree
 # holds 64), and how much of it goes under the trees. 5-fold CV inside the random split's training rows: MAPE
 # 11.2 -> 11.0 with the extra location features; chosen there, not on the test rows.
-ADDITIVE = dict(n_knots=8, alpha=1.0, max_steps=64, shrink=0.6)
+ADDITIVE: dict[str, Any] = dict(n_knots=8, alpha=1.0, max_steps=64, shrink=0.6)
 Log = Callable[[str], None]
 
 
@@ -138,8 +138,10 @@ class _Basis:
         return Additive(intercept, steps)
 
 
-def _ridge(gram: np.ndarray, by: np.ndarray, b_sum: np.ndarray, y_sum: float, n: int, alpha: float):
-    """Ridge with an unpenalised intercept from sufficient statistics (B'B, B'y, sums): centring is algebra."""
+def _ridge(stats: Sequence[Any], alpha: float):
+    """Ridge with an unpenalised intercept from sufficient statistics (B'B, B'y, sum of B, sum of y, n): centring
+    is algebra."""
+    gram, by, b_sum, y_sum, n = stats
     mb, my = b_sum / n, y_sum / n
     centred = gram - n * np.outer(mb, mb) + alpha * np.eye(len(mb))
     coef = np.linalg.solve(centred, by - n * mb * my)
@@ -157,9 +159,9 @@ def fit_additive(x: np.ndarray, y: np.ndarray) -> tuple[Additive, np.ndarray]:
     total = [sum(column) for column in zip(*stats, strict=True)]
     oof = np.empty(len(x))
     for k, (bk, _) in enumerate(parts):
-        coef, intercept = _ridge(*(t - s for t, s in zip(total, stats[k], strict=True)), ADDITIVE["alpha"])
+        coef, intercept = _ridge([t - s for t, s in zip(total, stats[k], strict=True)], ADDITIVE["alpha"])
         oof[folds == k] = bk @ coef + intercept
-    coef, intercept = _ridge(*total, ADDITIVE["alpha"])
+    coef, intercept = _ridge(total, ADDITIVE["alpha"])
     return basis.discretise(x, b, coef, intercept, ADDITIVE["max_steps"]), oof
 
 
@@ -168,7 +170,8 @@ class _Pinball(PinballLoss):
     leaf as a quantile of its residuals via np.percentile, whose per-call overhead (~23 us, x ~22k leaves) was a
     third of a fit (2.8 s -> 2.1 s without it). This is numpy's default ('linear') rule computed directly; a test
     holds it to np.percentile bit for bit and the fitted model to loss="quantile"'s. HGB takes a loss instance
-    (its `loss` parameter accepts a BaseLoss) and then uses it as given."""
+    (its `loss` parameter accepts a BaseLoss) and then uses it as given. PinballLoss is private to scikit-learn:
+    tests/unit/test_library_internals.py fails if a release stops refitting leaves through it."""
 
     def fit_intercept_only(self, y_true: np.ndarray, sample_weight: np.ndarray | None = None):
         if sample_weight is not None or y_true.ndim != 1:
