@@ -65,12 +65,16 @@ class State:
         entries: list[dict] = []
         per_key: dict[str, list[dict]] = {}
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for kind in ("Versions", "DeleteMarkers"):
+            for kind in ("DeleteMarkers", "Versions"):  # reversed below: versions before markers at a tie
                 for v in page.get(kind, []):
                     per_key.setdefault(v["Key"], []).append({**v, "deleted": kind == "DeleteMarkers"})
         self.blobs.mkdir(parents=True, exist_ok=True)
         for key, versions in per_key.items():
-            versions.sort(key=lambda v: v["LastModified"])  # listed newest first; ties keep the listed order
+            # S3 lists a key's versions (and, apart, its delete markers) newest first: oldest first is that order
+            # reversed, sorted stably by time, the current one (IsLatest) last, so that two writes within one
+            # timestamp tick keep their real order.
+            versions.reverse()
+            versions.sort(key=lambda v: (v["LastModified"], v["IsLatest"]))
             for v in versions:
                 entry = known.get(v["VersionId"])
                 if entry is None:
