@@ -19,7 +19,7 @@ AWS_PORT ?= 4566
 API_PORT ?= 4567
 PYTEST := pytest -q -p no:cacheprovider
 
-.PHONY: install lint check test unit quality integration e2e build local demo bench load sam-local clean
+.PHONY: install lint check test unit quality integration e2e build local demo bench load docs sam-local clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
@@ -29,11 +29,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+# ruff, then mypy on the package and on each handler (three modules named `app`: one run each). pre-commit runs
+# this same target (.pre-commit-config.yaml).
 lint: install
 	ruff check .
 	ruff format --check .
+	mypy
+	for f in functions/*/app.py; do mypy $$f || exit 1; done
 
-# The inner loop: lint and the unit tier (about 45 s).
+# The inner loop: lint, type checks and the unit tier (under a minute).
 check: lint unit
 
 unit: install
@@ -50,9 +54,14 @@ e2e: install
 
 # CI: lint, every test tier on two workers (the e2e and quality tiers each on one), then the SAM template checks,
 # build, size budget and smoke test of the built functions.
-test: install lint
-	$(PYTEST) -n 2 --dist loadgroup
-	$(MAKE) --no-print-directory build
+# Each step's seconds go to build/test-times.json (`make docs TIMES=1` puts them in the README).
+test: install
+	@mkdir -p build; t0=$$(date +%s); \
+	$(MAKE) --no-print-directory lint && t1=$$(date +%s) && \
+	$(PYTEST) -n 2 --dist loadgroup --durations=15 && t2=$$(date +%s) && \
+	$(MAKE) --no-print-directory build && t3=$$(date +%s) && \
+	printf '{"lint": %d, "tests": %d, "build": %d, "total": %d, "cores": %d}\n' $$((t1-t0)) $$((t2-t1)) \
+	  $$((t3-t2)) $$((t3-t0)) $$(nproc) > build/test-times.json && cat build/test-times.json
 
 build: install
 	sam validate --lint
@@ -61,7 +70,7 @@ build: install
 	$(PY) -m kclocal.smoke .aws-sam/build
 
 local: install
-	kcprice-local up --aws-port $(AWS_PORT) --api-port $(API_PORT)
+	kcprice-local up --aws-port $(AWS_PORT) --api-port $(API_PORT) $(if $(FRESH),--fresh)
 
 demo: install
 	kcprice-local demo --endpoint http://127.0.0.1:$(AWS_PORT) --api http://127.0.0.1:$(API_PORT)
@@ -71,6 +80,11 @@ bench: install
 
 load: install
 	kcprice-local load
+
+# Re-render the generated blocks of README.md and docs/ from docs/data/. DEMO=1 runs the demo on a fresh local
+# stack, MODEL=1 trains on both splits, BENCH=1 takes build/bench.json, TIMES=1 build/test-times.json.
+docs: install
+	$(PY) -m kclocal.docs $(if $(DEMO),--demo) $(if $(MODEL),--model) $(if $(BENCH),--bench) $(if $(TIMES),--times)
 
 # The README's `sam local` commands against the local AWS endpoint, in Docker (see tools/kclocal/samlocal.py).
 sam-local: build

@@ -50,12 +50,3 @@ def house() -> dict:
     from kcprice.schema import EXAMPLE_HOUSE
 
     return dict(EXAMPLE_HOUSE)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under xdist (`make test` runs two workers): the end-to-end tests share one seeded stack and the quality
-    tests one full-data model, so each tier stays on one worker (--dist loadgroup)."""
-    for item in items:
-        for tier in ("e2e", "quality"):
-            if f"/tests/{tier}/" in str(item.path):
-                item.add_marker(pytest.mark.xdist_group(tier))

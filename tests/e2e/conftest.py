@@ -4,11 +4,12 @@ from kclocal.stack import LocalStack
 from tests.policy import CallJournal
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The whole local stack on ephemeral loopback ports, seeded (first model + precomputed inventory), S3
-    notifications delivered as Lambda delivers them. Package scope: it stops when the e2e tests are done. At the
-    end, every AWS call its functions made is checked against their template policies."""
+    notifications delivered as Lambda delivers them. Session scope, not package: under xdist a worker interleaves
+    tiers, and a package-scoped stack was torn down and seeded again between them (34 s each time). At the end,
+    every AWS call its functions made is checked against their template policies."""
     folder = tmp_path_factory.mktemp("stack")
     s = LocalStack(
         0,

@@ -2,7 +2,7 @@ import pytest
 
 from kclocal.load import report, run_locust
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]  # one seeded stack, on one worker
 
 
 def test_short_load_run_has_no_errors(stack):

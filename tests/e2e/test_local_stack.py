@@ -1,11 +1,14 @@
 """The whole local stack (moto + S3 event pollers + HTTP bridge + real handlers), driven like a user would."""
 
+import json
+import time
+
 import pytest
 import requests
 
 from kclocal.demo import HOUSE_ID, run_story
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]  # one seeded stack, on one worker
 
 
 def test_first_start_seeds_a_model_and_precomputes_the_inventory(stack):
@@ -39,6 +42,27 @@ def test_the_story(stack):
     assert [r["outcomes"][0]["status"] for r in retrains] == ["promoted", decision, "rejected"]
     assert len(stack.wait_for("PrecomputeFunction", 2 if decision == "promoted" else 1)) >= 1
 
+    # `make demo` again: the same sales are in the dataset already, and the story says so (not "promoted").
+    said: list[str] = []
+    again = run_story(stack.bridge.url, stack.endpoint, stack.spec.bucket, stack.spec.table, say=said.append)
+    assert again["v1"] == expected and again["retrain"]["decision"] == "duplicate"
+    assert again["served_after"] == expected and again["rejected"]["champion"] == expected
+    assert any(line.startswith("5. duplicate: all ") for line in said), said
+    assert not any("promoted" in line for line in said), said
+
+
+def test_upload_command_prints_the_outcome_of_its_own_upload(stack, tmp_path, capsys):
+    from kclocal import cli
+
+    bad = tmp_path / "my sales.csv"
+    bad.write_text("id,date,price\n1,2015-01-01,100000\n")
+    argv = ["upload", str(bad), "--endpoint", stack.endpoint, "--bucket", stack.spec.bucket, "--timeout", "300"]
+    assert cli.main(argv) == 1  # rejected: the exit code says the file was not taken
+    out = capsys.readouterr().out
+    assert "incoming/my sales.csv" in out and '"decision": "rejected"' in out
+    assert cli.main(["env", "--endpoint", stack.endpoint]) == 0
+    assert f"AWS_ENDPOINT_URL={stack.endpoint}" in capsys.readouterr().out
+
 
 def test_the_bridge_behaves_like_api_gateway(stack):
     api = stack.bridge.url
@@ -52,3 +76,37 @@ def test_the_bridge_behaves_like_api_gateway(stack):
     assert r.status_code == 413
     r = requests.post(f"{api}/predict", data="{}", headers={"content-type": "text/csv"}, timeout=10)
     assert r.status_code == 415 and "application/json" in r.json()["message"]
+
+
+def test_each_functions_logs_are_its_own(stack):
+    """Every log line of a function names that function and its service; retrain's lines (its own and the shared
+    package's) name the upload, decoded as S3 wrote it; no invocation goes without a metric; a crash has a
+    traceback."""
+    key = "incoming/odd name+plus (1).csv"
+    stack.upload(key, b"id,date,price\n1,2015-01-01,oops\n")
+    report = _wait_json(stack, "rejected/" + key + ".json")
+    assert report["source_key"] == key
+    services = {"PredictFunction": "predict", "PrecomputeFunction": "precompute", "RetrainFunction": "retrain"}
+    seen_key = False
+    for function, service in services.items():
+        text = (stack.log_dir / f"{function}.log").read_text()
+        assert "No application metrics" not in text, function
+        records = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"level"' in line]
+        assert records, function
+        for r in records:  # lines logged outside an invocation (at import) have no function name
+            assert r["service"] == service and r.get("function_name", function).endswith(function), (function, r)
+        if function == "RetrainFunction":
+            mine = [r for r in records if r.get("source_key") == key]
+            assert mine and all("%20" not in str(r) and "odd+name" not in str(r) for r in mine)
+            seen_key = True
+    assert seen_key
+
+
+def _wait_json(stack, key: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(stack.s3.get_object(Bucket=stack.spec.bucket, Key=key)["Body"].read())
+        except stack.s3.exceptions.NoSuchKey:
+            time.sleep(0.5)
+    raise TimeoutError(key)

@@ -74,7 +74,7 @@ def flaky_dynamodb(aws, unprocessed: float, throttle: float, seed: int = 0):
 
 @pytest.fixture
 def champion(aws):
-    aws.invoke("RetrainFunction", aws.upload("incoming/seed.csv", SEED))
+    assert aws.seed("incoming/seed.csv", SEED)["status"] == "promoted"
     aws.s3.put_object(Bucket=aws.bucket, Key="inventory/houses.csv", Body=INVENTORY)
     return registry.read_champion(aws.s3, aws.bucket)[0]["version"]
 
@@ -107,8 +107,8 @@ def test_high_volume_with_faults_loses_nothing(aws):
     print(f"\ninjected {injected}; retried {stats.retried_items} items")
     assert stats.written == 4_000 and injected["unprocessed_items"] > 800 and injected["throttled_calls"] > 20
     assert count_items(aws) == 4_000
-    probe = aws.ddb.get_item(TableName=aws.table, Key={"house_id": {"S": "4321"}})["Item"]
-    assert probe["price"]["N"] == "5321.0"
+    probe = aws.ddb.get_item(TableName=aws.table, Key={"house_id": {"S": "3210"}})["Item"]
+    assert probe["price"]["N"] == "4210.0"
 
 
 def test_items_that_never_get_through_fail_loudly(aws):

@@ -18,9 +18,20 @@ from tests.integration.conftest import load_event
 from tests.policy import CallJournal, summary
 
 
+@pytest.fixture(scope="session")
+def recorded() -> dict:
+    return {}
+
+
 @pytest.fixture
-def story(aws):
-    """The calls of a whole story, from an empty registry."""
+def story(aws, recorded):
+    """The calls of a whole story, from an empty registry: recorded once per test process, checked by each test."""
+    if "story" not in recorded:
+        recorded["story"] = _story(aws)
+    return recorded["story"]
+
+
+def _story(aws):
     journal = CallJournal(aws.stack.journal, aws.spec)
     start = journal.mark()
     aws.s3.put_object(Bucket=aws.bucket, Key="inventory/houses.csv", Body=inventory(step=20))

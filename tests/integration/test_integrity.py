@@ -48,7 +48,7 @@ def with_cell(data: bytes, column: str, value: str, rows: range) -> bytes:
 
 @pytest.fixture
 def seeded(aws):
-    out = retrain(aws, "incoming/seed.csv", SEED)
+    out = aws.seed("incoming/seed.csv", SEED)
     assert out["status"] == "promoted", out
     return out
 
@@ -249,6 +249,6 @@ def aws_once(aws, request):
     """One seeded stack for all the examples of a hypothesis test (the function-scoped `aws` would be reset
     between examples otherwise)."""
     if not getattr(request.node, "_seeded", False):
-        assert retrain(aws, "incoming/seed.csv", SEED)["status"] == "promoted"
+        assert aws.seed("incoming/seed.csv", SEED)["status"] == "promoted"
         request.node._seeded = True
     return aws

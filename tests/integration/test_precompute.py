@@ -25,7 +25,7 @@ def other_model():
     return train(sales, evaluate_splits=False)
 
 
-INVENTORY = inventory(step=8)
+INVENTORY = inventory(step=16)
 N_HOUSES = INVENTORY.count(b"\n") - 1
 
 

@@ -42,7 +42,7 @@ def champion(aws, small_model):
 @pytest.fixture
 def retrained(aws):
     """A champion trained and promoted by RetrainFunction itself (lineage, model card)."""
-    aws.invoke("RetrainFunction", aws.upload("incoming/seed.csv", by_date(before="20150101", step=2)))
+    assert aws.seed("incoming/seed.csv", by_date(before="20150101", step=2))["status"] == "promoted"
     return registry.read_champion(aws.s3, aws.bucket)[0]["version"]
 
 

@@ -9,7 +9,7 @@ from kcprice import registry
 from kcprice.errors import ChampionChangedError, StoreUnavailableError
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: xdist workers interleave modules, and each return refitted both
 def two_models():
     from kcprice.dataset import read_sales
     from kcprice.training import train

@@ -22,7 +22,7 @@ def retrain(aws, key, body):
 
 @pytest.fixture
 def seeded(aws):
-    out = retrain(aws, "incoming/seed.csv", SEED)
+    out = aws.seed("incoming/seed.csv", SEED)
     assert out["status"] == "promoted", out
     return out
 
