@@ -51,6 +51,71 @@ def test_the_story(stack):
     assert not any("promoted" in line for line in said), said
 
 
+def test_an_operator_rolls_the_model_back_and_a_tampered_version_is_refused(stack, monkeypatch, capsys):
+    from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
+    from kcprice import cli
+
+    for k, v in {
+        "AWS_ENDPOINT_URL": stack.endpoint,
+        "AWS_ACCESS_KEY_ID": ADMIN_KEY,
+        "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    where = ["--bucket", stack.spec.bucket]
+
+    def run(*argv: str) -> tuple[int, object]:
+        code = cli.main([*argv[:2], *where, *argv[2:]])
+        out = capsys.readouterr().out
+        return code, json.loads(out) if code == 0 else None
+
+    code, versions = run("models", "list")
+    assert code == 0 and len(versions) >= 2 and sum(v["champion"] for v in versions) == 1
+    (champion,) = [v["version"] for v in versions if v["champion"]]
+    pointer = json.loads(stack.s3.get_object(Bucket=stack.spec.bucket, Key="models/champion.json")["Body"].read())
+    target = pointer.get("previous_version") or next(v["version"] for v in versions if not v["champion"])
+    if pointer.get("previous_version"):
+        code, done = run("models", "rollback", "--reason", "a bad valuation reported")
+    else:
+        code, done = run("models", "promote", target, "--reason", "a bad valuation reported")
+    assert code == 0 and done["version"] == target and done["previous_version"] == champion
+
+    # Served within the model TTL, and precompute rewrites every price with it (the pointer write triggers it).
+    api = stack.bridge.url
+    _until(lambda: requests.get(f"{api}/model", timeout=10).json()["champion"]["version"] == target, 120)
+    ddb = stack.client("dynamodb")
+
+    def by(version: str | None = None) -> int:
+        kw = {"FilterExpression": "model_version = :v", "ExpressionAttributeValues": {":v": {"S": version}}}
+        pages = ddb.get_paginator("scan").paginate(
+            TableName=stack.spec.table, Select="COUNT", **(kw if version else {})
+        )
+        return sum(p["Count"] for p in pages)
+
+    _until(lambda: by(target) == by() == 21_436, 600)
+
+    code, history = run("models", "history")
+    assert code == 0 and history[0]["version"] == target and history[0]["current"]
+    assert history[0]["reason"]["why"] == "a bad valuation reported" and history[0]["reason"]["by"].startswith("arn:")
+    assert history[1]["version"] == champion and not history[1]["current"]
+
+    # A version whose artifact changed after it was published is never promoted.
+    key = f"models/{champion}/model.npz"
+    stack.s3.put_object(Bucket=stack.spec.bucket, Key=key, Body=b"not the published artifact")
+    assert cli.main(["models", "promote", *where, champion, "--reason", "x"]) == 1
+    assert "refused" in capsys.readouterr().err
+    assert requests.get(f"{api}/model", timeout=10).json()["champion"]["version"] == target
+
+
+def _until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.5)
+
+
 def test_upload_command_prints_the_outcome_of_its_own_upload(stack, tmp_path, capsys):
     from kclocal import cli
 

@@ -1,5 +1,8 @@
 """Operator commands against the local endpoint."""
 
+import pytest
+
+from kcprice.errors import ArtifactIntegrityError, NoModelError
 from kcprice.ops import delete_bucket, empty_bucket
 
 
@@ -17,3 +20,50 @@ def test_teardown_empties_every_version_of_the_versioned_bucket(aws):
     assert not left.get("Versions") and not left.get("DeleteMarkers")
     delete_bucket(s3, aws.bucket, say=lambda _: None)
     assert aws.bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def _publish(aws, model, version: str) -> dict:
+    from kcprice import registry
+
+    meta = {**model.meta, "version": version, "created_at": f"2026-01-0{version[-1]}T00:00:00+00:00"}
+    registry.publish_version(aws.s3, aws.bucket, model.artifact, meta)
+    return meta
+
+
+def test_models_by_hand(aws, small_model):
+    from kcprice import ops, registry
+
+    with pytest.raises(NoModelError):
+        ops.rollback(aws.s3, aws.bucket, "why", "me")
+    first, second = _publish(aws, small_model, "v1"), _publish(aws, small_model, "v2")
+    aws.s3.put_object(Bucket=aws.bucket, Key="models/v3/model.npz", Body=small_model.artifact)  # no model.json yet
+    ops.promote_version(aws.s3, aws.bucket, "v1", "first", "me")
+    with pytest.raises(ValueError, match="nothing to roll back to"):
+        ops.rollback(aws.s3, aws.bucket, "why", "me")  # the first champion has no predecessor
+    with pytest.raises(ValueError, match="champion already"):
+        ops.promote_version(aws.s3, aws.bucket, "v1", "again", "me")
+    ops.promote_version(aws.s3, aws.bucket, "v2", "forward", "me")
+    listed = ops.list_versions(aws.s3, aws.bucket)
+    assert [(v["version"], v["champion"]) for v in listed] == [("v1", False), ("v2", True)]  # v3 is not whole
+    done = ops.rollback(aws.s3, aws.bucket, "bad prices", "arn:aws:iam::123456789012:user/op")
+    assert done == {
+        "version": "v1",
+        "previous_version": "v2",
+        "reason": {"by": "arn:aws:iam::123456789012:user/op", "why": "bad prices", "kind": "manual"},
+    }
+    assert registry.read_champion(aws.s3, aws.bucket)[0]["version"] == first["version"]
+    history = ops.champion_history(aws.s3, aws.bucket)
+    assert [(h["version"], h["current"]) for h in history] == [("v1", True), ("v2", False), ("v1", False)]
+    assert second["version"] == "v2"
+
+
+def test_a_tampered_version_is_never_promoted(aws, small_model):
+    from kcprice import ops, registry
+
+    _publish(aws, small_model, "v1")
+    _publish(aws, small_model, "v2")
+    ops.promote_version(aws.s3, aws.bucket, "v1", "first", "me")
+    aws.s3.put_object(Bucket=aws.bucket, Key="models/v2/model.npz", Body=small_model.artifact[:-10] + b"0" * 10)
+    with pytest.raises(ArtifactIntegrityError):
+        ops.promote_version(aws.s3, aws.bucket, "v2", "forward", "me")
+    assert registry.read_champion(aws.s3, aws.bucket)[0]["version"] == "v1"

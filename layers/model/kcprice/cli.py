@@ -89,6 +89,45 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_target(args: argparse.Namespace):
+    """(s3 client, bucket, caller identity): the bucket named, or the stack's; the endpoint from AWS_ENDPOINT_URL
+    like every boto3 client (`eval "$(kcprice-local env)"` for the local stack)."""
+    import boto3
+
+    from kcprice.ops import stack_outputs
+
+    session = boto3.Session(region_name=args.region)
+    bucket = args.bucket or stack_outputs(session.client("cloudformation"), args.stack)["BucketName"]
+    who = session.client("sts").get_caller_identity()["Arn"]
+    return session.client("s3"), bucket, who
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from kcprice import ops, registry
+    from kcprice.errors import ChampionChangedError, KcPriceError
+
+    s3, bucket, who = _registry_target(args)
+    try:
+        if args.models_cmd == "list":
+            out: object = ops.list_versions(s3, bucket)
+        elif args.models_cmd == "show":
+            out = registry.version_metadata(s3, bucket, args.version)
+        elif args.models_cmd == "history":
+            out = ops.champion_history(s3, bucket)
+        elif args.models_cmd == "promote":
+            out = ops.promote_version(s3, bucket, args.version, args.reason, who)
+        else:
+            out = ops.rollback(s3, bucket, args.reason, who)
+    except ChampionChangedError:
+        _log("the champion changed meanwhile (a retrain promoted one): look again, then retry")
+        return 1
+    except (KcPriceError, ValueError) as e:
+        _log(f"refused: {e}")
+        return 1
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kcprice", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -113,6 +152,25 @@ def main(argv: list[str] | None = None) -> int:
     td.add_argument("--delete-data", action="store_true", help="empty (every version) and delete the data bucket")
     td.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     td.set_defaults(func=cmd_teardown)
+    m = sub.add_parser("models", help="the model registry of a deployed stack (or the local one): list, roll back")
+    m_sub = m.add_subparsers(dest="models_cmd", required=True)
+    for name, what in (
+        ("list", "every version, the champion marked"),
+        ("show", "one version's metadata (metrics, lineage, libraries)"),
+        ("history", "every champion the pointer has named, newest first"),
+        ("promote", "make a version the champion (roll forward or back); precompute follows"),
+        ("rollback", "back to the champion before this one"),
+    ):
+        c = m_sub.add_parser(name, help=what)
+        where = c.add_mutually_exclusive_group(required=True)
+        where.add_argument("--stack", help="the stack whose BucketName output to use")
+        where.add_argument("--bucket", help="the data bucket itself")
+        c.add_argument("--region")
+        if name in ("show", "promote"):
+            c.add_argument("version")
+        if name in ("promote", "rollback"):
+            c.add_argument("--reason", required=True, help="why: kept in the pointer with who did it")
+        c.set_defaults(func=cmd_models)
     args = p.parse_args(argv)
     return args.func(args)
 

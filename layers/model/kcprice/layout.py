@@ -6,7 +6,8 @@ here; tests/unit/test_template.py checks that each function's IAM policy allows 
     datasets/<sha256>.csv                 RetrainFunction                RetrainFunction
     datasets/ledger.json                  RetrainFunction (conditional)  RetrainFunction, operators
     models/<version>/model.npz|.json|...  RetrainFunction                PredictFunction, PrecomputeFunction
-    models/champion.json                  RetrainFunction (conditional)  every function (precompute: S3 trigger)
+    models/champion.json                  RetrainFunction, operators     every function (precompute: S3 trigger)
+                                          (`kcprice models promote`/`rollback`; always conditional)
     reports/<upload key>.json             RetrainFunction                operators, kcprice
     reports/drift/<version>/<time>.json   PrecomputeFunction             operators
     rejected/<upload key>.json            RetrainFunction                operators, kcprice

@@ -63,15 +63,23 @@ def read_champion(s3, bucket: str) -> tuple[dict | None, str | None]:
     return json.loads(obj["Body"].read()), obj["ETag"]
 
 
-def promote(s3, bucket: str, meta: dict[str, Any], expected_etag: str | None, reason: dict[str, Any]) -> str:
-    """Atomically make `meta` the champion if the pointer is still what we read (etag), else ChampionChangedError."""
+def promote(
+    s3,
+    bucket: str,
+    meta: dict[str, Any],
+    expected_etag: str | None,
+    reason: dict[str, Any],
+    previous_version: str | None = None,
+) -> str:
+    """Atomically make `meta` the champion if the pointer is still what we read (etag), else ChampionChangedError.
+    previous_version: the champion it replaces (default: the model it was trained on top of, from its lineage)."""
     pointer = {
         "version": meta["version"],
         "artifact_key": version_prefix(meta["version"]) + "model.npz",
         "artifact_sha256": meta["artifact_sha256"],
         "metadata_key": version_prefix(meta["version"]) + "model.json",
         "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "previous_version": meta.get("lineage", {}).get("parent_version"),
+        "previous_version": previous_version or meta.get("lineage", {}).get("parent_version"),
         "reason": reason,
     }
     condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
