@@ -61,7 +61,7 @@ test: install
 	$(PYTEST) -n 2 --dist loadgroup --durations=15 && t2=$$(date +%s) && \
 	$(MAKE) --no-print-directory build && t3=$$(date +%s) && \
 	printf '{"lint": %d, "tests": %d, "build": %d, "total": %d, "cores": %d}\n' $$((t1-t0)) $$((t2-t1)) \
-	  $$((t3-t2)) $$((t3-t0)) $$(nproc) > build/test-times.json && cat build/test-times.json
+	  $$((t3-t2)) $$((t3-t0)) $$(getconf _NPROCESSORS_ONLN) > build/test-times.json && cat build/test-times.json
 
 build: install
 	sam validate --lint

@@ -19,6 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "kc_house_data.csv"
 
 
+def pytest_collection_finish(session):
+    """`make test` relies on --dist loadgroup keeping each xdist_group on one worker; a pytest / pytest-xdist
+    pairing that loses the groups (pytest-xdist#1386: pytest 9.2's node ids) would silently build the e2e stack and
+    the quality model on both workers. Say so instead."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+        if lost:
+            raise pytest.UsageError(f"--dist loadgroup lost the xdist_group of {len(lost)} tests, e.g. {lost[0]}")
+
+
 @pytest.fixture(scope="session")
 def kc_bytes() -> bytes:
     return DATA.read_bytes()
