@@ -246,6 +246,9 @@ def create_admin() -> None:
     backend.access_keys[ADMIN_KEY] = key
 
 
+DATA_SERVICES = ("s3", "dynamodb", "sqs")
+
+
 def make_app():
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -253,6 +256,16 @@ def make_app():
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if path == "/_kclocal/reset" and environ.get("QUERY_STRING") == "data":
+            from moto.backends import get_backend
+
+            for service in DATA_SERVICES:  # the data only: roles and their sessions stay valid
+                backends = get_backend(service)  # (BackendDict.reset is a classmethod: it would reset IAM too)
+                for per_account in backends.values():
+                    per_account.reset()
+                backends.clear()
+            start_response("200 OK", [("content-type", "application/json")])
+            return [b'{"reset": "data"}']
         if path in ("/_kclocal/reset", "/moto-api/reset"):
             from moto.moto_api._internal.models import moto_api_backend
 

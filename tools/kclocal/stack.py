@@ -80,8 +80,10 @@ class Awsd:
         self.lambdas.functions.update(self.spec.functions)
         self.lambdas.recycle()
 
-    def reset(self) -> None:
-        requests.post(f"{self.endpoint}/_kclocal/reset", timeout=30).raise_for_status()
+    def reset(self, data_only: bool = False) -> None:
+        """Every service (IAM included) or, data_only, the bucket, tables and queues: roles and sessions stay."""
+        url = f"{self.endpoint}/_kclocal/reset" + ("?data" if data_only else "")
+        requests.post(url, timeout=30).raise_for_status()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -120,7 +122,12 @@ class Provisioned:
     notify_queues: dict[str, str]  # function -> URL of the queue S3 notifies for it
 
 
-def provision(spec: template.Stack, endpoint: str, notifications: bool = True) -> Provisioned:
+def provision(
+    spec: template.Stack,
+    endpoint: str,
+    notifications: bool = True,
+    credentials: dict[str, dict[str, str]] | None = None,
+) -> Provisioned:
     """Create what the template declares: the bucket, tables and queues, each function's role with its policies
     (as SAM expands them) and a session of it, and (unless told not to) the bucket's notifications."""
     admin = session(endpoint)
@@ -141,6 +148,8 @@ def provision(spec: template.Stack, endpoint: str, notifications: bool = True) -
             ddb.update_time_to_live(TableName=t.name, TimeToLiveSpecification=t.properties["TimeToLiveSpecification"])
     for name in spec.queues.values():
         sqs.create_queue(QueueName=name)
+    if credentials is not None:  # the roles exist already (a data-only reset): their sessions are kept
+        return Provisioned(credentials, _notify_queues(spec, sqs, notifications))
     credentials = {}
     for fn in spec.functions.values():
         trust = spec.resolve(spec.cfn["Resources"][fn.role]["Properties"]["AssumeRolePolicyDocument"])
@@ -157,11 +166,15 @@ def provision(spec: template.Stack, endpoint: str, notifications: bool = True) -
             "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
             "AWS_SESSION_TOKEN": c["SessionToken"],
         }
+    return Provisioned(credentials, _notify_queues(spec, sqs, notifications))
+
+
+def _notify_queues(spec: template.Stack, sqs, notifications: bool) -> dict[str, str]:
     queues: dict[str, str] = {}
     for n in spec.notifications if notifications else []:
         if n.function not in queues:  # plumbing of the local stack, not of the template
             queues[n.function] = sqs.create_queue(QueueName=f"kclocal-notify-{n.function}")["QueueUrl"]
-    return Provisioned(credentials, queues)
+    return queues
 
 
 def connect_notifications(spec: template.Stack, endpoint: str, queues: dict[str, str]) -> None:
@@ -314,14 +327,22 @@ class LocalStack:
         self.lambdas.functions.update(self.spec.functions)
         self.lambdas.recycle()
 
-    def reset(self) -> None:
-        """Empty every service and provision again, with new function environments (tests)."""
+    def reset(self, keep_warm: tuple[str, ...] = ()) -> None:
+        """Empty every service and provision again, with new function environments (tests). The functions in
+        keep_warm keep theirs, as Lambda keeps an environment between invocations: then only the data is reset
+        (bucket, tables, queues), so the roles' sessions those environments hold stay valid."""
         if self.parameters != self._deployed_with:
             self.parameters = {}
             self.deploy(self._deployed_with)
-        self.lambdas.recycle()
-        self.awsd.reset()
-        self.provisioned = provision(self.spec, self.endpoint, self.notifications)
+        for name in self.spec.functions:
+            if name not in keep_warm:
+                self.lambdas.recycle(name)
+        if keep_warm:
+            self.awsd.reset(data_only=True)
+            self.provisioned = provision(self.spec, self.endpoint, self.notifications, self.provisioned.credentials)
+        else:
+            self.awsd.reset()
+            self.provisioned = provision(self.spec, self.endpoint, self.notifications)
         connect_notifications(self.spec, self.endpoint, self.provisioned.notify_queues)
         with self._done:
             self.events.clear()
