@@ -45,6 +45,7 @@ def test_what_each_function_may_write():
     writes = {fn: {k for k, v in key.items() if allowed(fn, "s3:PutObject", _arn(v))} for fn in FUNCTIONS}
     assert writes == {
         "PredictFunction": set(),
+        "PreTrafficHookFunction": set(),
         "PrecomputeFunction": {"drift", "bad_inventory"},  # its drift report (it failed in AWS without it)
         "RetrainFunction": {"pointer", "drift", "bad_inventory", "report"},
     }
@@ -136,7 +137,12 @@ def test_triggers_cannot_loop():
 
 def test_sklearn_is_only_where_training_happens():
     layers = {name: fn["Properties"].get("Layers", []) for name, fn in FUNCTIONS.items()}
-    assert layers == {"PredictFunction": [], "PrecomputeFunction": [], "RetrainFunction": [{"Ref": "TrainLayer"}]}
+    assert layers == {
+        "PredictFunction": [],
+        "PreTrafficHookFunction": [],
+        "PrecomputeFunction": [],
+        "RetrainFunction": [{"Ref": "TrainLayer"}],
+    }
     assert SPEC.raw["Globals"]["Function"]["Layers"] == [{"Ref": "ModelLayer"}]
     lines = (template.ROOT / "layers/model/requirements.txt").read_text().lower().splitlines()
     packages = {line.split("==")[0] for line in lines if line and not line.startswith("#")}

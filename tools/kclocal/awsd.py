@@ -13,8 +13,11 @@ moto (each a place where plain moto lets through what AWS refuses):
 - Every call made by a non-admin identity is journaled (principal, action, resources, context, decision) as JSON
   lines, so tests can check what each function did against its template policy.
 - It says so and exits when its port is taken (instead of waiting forever).
+- Lambda's Invoke (forwarded to the local stack's functions, kclocal.lambda_api) and CodeDeploy's
+  PutLifecycleEventHookExecutionStatus (recorded), which moto does not serve here, after the same checks.
 Routes of its own: POST /_kclocal/reset (every service, then the admin again; moto's /moto-api/reset too),
-GET /_kclocal/health, GET /_kclocal/changes (writes per service since start, for saving the state).
+GET /_kclocal/health, GET /_kclocal/changes (writes per service since start, for saving the state),
+POST /_kclocal/lambda-target (the URL of the process running the functions), /_kclocal/codedeploy/deployments.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -247,6 +251,109 @@ def create_admin() -> None:
 
 
 DATA_SERVICES = ("s3", "dynamodb", "sqs")
+# Services moto does not run here, served by the endpoint itself (after the same signature and IAM checks):
+# Lambda's Invoke, forwarded to the process that runs the functions (kclocal.lambda_api), which registers itself;
+# CodeDeploy's PutLifecycleEventHookExecutionStatus, recorded for the deployments a test registers.
+LAMBDA_TARGET: dict[str, str] = {}
+DEPLOYMENTS: dict[str, dict[str, Any]] = {}  # deployment id -> {"group_arn": ..., "hooks": {execution id: status}}
+_INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind = status, kind
+
+
+def _authorize(environ: dict, body: bytes, action: str, resource: str) -> None:
+    """The caller's SigV4 signature and IAM policy, checked by moto's own request class (whose permission check
+    patch_moto replaced with kclocal.iam's evaluation and the journal)."""
+    from moto.iam.access_control import IAMRequest
+    from werkzeug.datastructures import EnvironHeaders
+    from werkzeug.exceptions import HTTPException
+
+    headers = dict(EnvironHeaders(environ))
+    if "Authorization" not in headers:
+        raise _Refused(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+    # The path as sent (percent-encoded, as the client signed it), not as decoded into PATH_INFO.
+    path = environ.get("RAW_URI") or (
+        environ.get("PATH_INFO", "") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+    )
+    query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    try:
+        request = IAMRequest(ACCOUNT, environ["REQUEST_METHOD"], path, query, body, headers, action)
+        request.check_signature()
+        request.check_action_permitted(resource)
+    except HTTPException as e:  # moto's errors: AccessDenied, SignatureDoesNotMatch, InvalidClientTokenId
+        kind = getattr(e, "error_type", "AccessDenied")
+        raise _Refused(e.code or 403, f"{kind}Exception", getattr(e, "message", str(e))) from None
+
+
+def _reply(start_response, status: int, body: bytes, headers: dict[str, str] | None = None) -> list[bytes]:
+    from http import HTTPStatus
+
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    start_response(f"{status} {phrase}", [("content-type", "application/json"), *(headers or {}).items()])
+    return [body]
+
+
+def _refusal(start_response, e: _Refused) -> list[bytes]:
+    body = json.dumps({"__type": e.kind, "message": str(e), "Message": str(e)}).encode()
+    return _reply(start_response, e.status, body, {"x-amzn-errortype": e.kind})
+
+
+def _lambda_invoke(environ, start_response, name: str) -> list[bytes]:
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote, unquote
+
+    from kclocal.lambda_api import function_name
+
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    short, qualifier = function_name(unquote(name), query.get("Qualifier"))
+    region = "us-east-1"
+    arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{short}" + (f":{qualifier}" if qualifier else "")
+    try:
+        _authorize(environ, body, "InvokeFunction", arn)
+    except _Refused as e:
+        return _refusal(start_response, e)
+    if "url" not in LAMBDA_TARGET:
+        return _refusal(start_response, _Refused(503, "ServiceException", "no local Lambda service registered"))
+    kind = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
+    url = f"{LAMBDA_TARGET['url']}/invoke/{quote(short)}?type={kind}" + (
+        f"&qualifier={quote(qualifier)}" if qualifier else ""
+    )
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=960) as r:
+            status, headers, payload = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        status, headers, payload = e.code, dict(e.headers), e.read()
+    keep = {k: v for k, v in headers.items() if k.lower().startswith("x-am")}
+    return _reply(start_response, status, payload, keep)
+
+
+def _codedeploy(environ, start_response, target: str) -> list[bytes]:
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    operation = target.rsplit(".", 1)[-1]
+    if operation != "PutLifecycleEventHookExecutionStatus":
+        return _refusal(start_response, _Refused(400, "UnknownOperationException", f"{operation} is not served"))
+    doc = json.loads(body or b"{}")
+    deployment = DEPLOYMENTS.get(doc.get("deploymentId", ""))
+    try:
+        _authorize(environ, body, operation, deployment["group_arn"] if deployment else "*")
+    except _Refused as e:
+        return _refusal(start_response, e)
+    if deployment is None:
+        return _refusal(start_response, _Refused(400, "DeploymentDoesNotExistException", "no such deployment"))
+    if doc.get("status") not in ("Succeeded", "Failed"):
+        return _refusal(start_response, _Refused(400, "InvalidLifecycleEventHookExecutionStatusException", "status"))
+    deployment["hooks"][doc["lifecycleEventHookExecutionId"]] = doc["status"]
+    return _reply(
+        start_response,
+        200,
+        json.dumps({"lifecycleEventHookExecutionId": doc["lifecycleEventHookExecutionId"]}).encode(),
+    )
 
 
 def make_app():
@@ -276,6 +383,18 @@ def make_app():
         if path == "/_kclocal/changes":
             start_response("200 OK", [("content-type", "application/json")])
             return [json.dumps(CHANGES).encode()]
+        if path == "/_kclocal/lambda-target":  # the local stack's process that runs the functions
+            LAMBDA_TARGET["url"] = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode()
+            return _reply(start_response, 200, b'{"registered": true}')
+        if path == "/_kclocal/codedeploy/deployments":  # POST registers one (tests), GET lists hook statuses
+            if environ["REQUEST_METHOD"] == "POST":
+                doc = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+                DEPLOYMENTS[doc["deploymentId"]] = {"group_arn": doc["group_arn"], "hooks": {}}
+            return _reply(start_response, 200, json.dumps(DEPLOYMENTS).encode())
+        if m := _INVOKE_PATH.match(path):
+            return _lambda_invoke(environ, start_response, m["name"])
+        if (target := environ.get("HTTP_X_AMZ_TARGET", "")).startswith("CodeDeploy_20141006."):
+            return _codedeploy(environ, start_response, target)
         if path == "/_kclocal/health":
             start_response("200 OK", [("content-type", "application/json")])
             return [b'{"status": "ok"}']

@@ -9,6 +9,7 @@ BUDGET_MB = {  # function -> (layers, budget in MB)
     "PredictFunction": (["ModelLayer"], 60.0),
     "PrecomputeFunction": (["ModelLayer"], 60.0),
     "RetrainFunction": (["ModelLayer", "TrainLayer"], 250.0),  # Lambda's hard limit, unzipped
+    "PreTrafficHookFunction": (["ModelLayer"], 60.0),
 }
 
 

@@ -50,6 +50,22 @@ print('retrain ok:', len(result.artifact), 'bytes,', len(files), 'card files')
 """
 )
 
+# The hook carries the events it replays (events/ is linked into its folder; `sam build` copies the files).
+PRETRAFFIC = (
+    BOTO3
+    + """
+import os
+os.environ.update(TARGET_FUNCTION='arn:aws:lambda:us-east-1:123456789012:function:f:1', AWS_DEFAULT_REGION='us-east-1')
+import app  # the built PreTrafficHookFunction's handler module
+from kcprice import smoke
+settings, lam, codedeploy = app.runtime()  # the layer's botocore has both services' models
+assert lam.meta.service_model.service_name == 'lambda' and codedeploy.can_paginate('list_deployments')
+found = smoke.cases(app.EVENTS)
+assert {c.path for c in found} >= {'/health', '/predict', '/model', '/openapi.json'}, [c.path for c in found]
+print('pretraffic ok:', len(found), 'requests from events/')
+"""
+)
+
 
 def runtime_dir() -> Path:
     """What the Lambda python3.12 runtime ships besides the standard library: its boto3 (cached in build/)."""
@@ -84,6 +100,7 @@ def main(argv: list[str]) -> int:
     run(build, "PredictFunction", ["ModelLayer"], PREDICT)
     run(build, "PrecomputeFunction", ["ModelLayer"], PREDICT.replace("predict ok", "precompute ok"))
     run(build, "RetrainFunction", ["ModelLayer", "TrainLayer"], RETRAIN, str(data))
+    run(build, "PreTrafficHookFunction", ["ModelLayer"], PRETRAFFIC)
     return 0
 
 

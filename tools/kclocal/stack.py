@@ -71,14 +71,9 @@ class Awsd:
             if "Traceback" in line or "Error" in line:
                 log.debug("awsd: %s", line.rstrip())
 
-    def deploy(self, parameters: dict[str, str]) -> None:
-        """`sam deploy --parameter-overrides`: the functions get their new configuration in new environments."""
-        self.parameters = {**self.parameters, **parameters}
-        self.spec = template.load(
-            parameters={**self.parameters, "AwsEndpointUrl": self.endpoint}, endpoint=self.endpoint
-        )
-        self.lambdas.functions.update(self.spec.functions)
-        self.lambdas.recycle()
+    def register_lambda(self, url: str) -> None:
+        """Where the endpoint forwards Lambda Invoke calls (the process running the functions)."""
+        requests.post(f"{self.endpoint}/_kclocal/lambda-target", data=url, timeout=30).raise_for_status()
 
     def reset(self, data_only: bool = False) -> None:
         """Every service (IAM included) or, data_only, the bucket, tables and queues: roles and sessions stay."""
@@ -255,6 +250,7 @@ class LocalStack:
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
         from kclocal.bridge import Bridge
+        from kclocal.lambda_api import LambdaApi
 
         self.awsd = Awsd(self.aws_port, self.journal)
         try:
@@ -288,6 +284,8 @@ class LocalStack:
             for fn in self.spec.functions.values():
                 if fn.schedule and (every := _rate_seconds(fn.schedule)):
                     threading.Thread(target=self._schedule, args=(fn.name, every), daemon=True).start()
+            self.lambda_api = LambdaApi(self.lambdas, self.physical_names, self.spec.aliases).start()
+            self.awsd.register_lambda(self.lambda_api.url)
             self.bridge = Bridge(self.spec.routes(), self.lambdas.invoke, self.api_port).start()
             if self.state:
                 threading.Thread(target=self._save_loop, daemon=True, name="state").start()
@@ -314,7 +312,7 @@ class LocalStack:
                 self.say(f"saved the local state in {self.state.folder}")
             except Exception:
                 log.exception("could not save the local state")
-        for part in ("bridge", "lambdas", "awsd"):
+        for part in ("bridge", "lambda_api", "lambdas", "awsd"):
             if hasattr(self, part):
                 getattr(self, part).stop()
 
@@ -348,9 +346,12 @@ class LocalStack:
             self.events.clear()
 
     # --- functions ------------------------------------------------------------------------------------------
+    def physical_names(self) -> dict[str, str]:
+        return {name: fn.physical for name, fn in self.spec.functions.items()}
+
     def _environment(self, fn: template.Function) -> dict[str, str]:
         return environment_variables(
-            fn, f"{self.spec.name}-{fn.name}", self.spec.region, self.provisioned.credentials[fn.name], self.threads
+            fn, fn.physical, self.spec.region, self.provisioned.credentials[fn.name], self.threads
         )
 
     def _send_failure(self, fn: template.Function, record: dict) -> None:

@@ -104,11 +104,59 @@ class _NoManagedPolicyNames:
         return {}
 
 
+def parameter_values(raw: dict, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """The template's parameters as CloudFormation sees them: defaults, then overrides; lists split."""
+    out: dict[str, Any] = {}
+    for name, spec in raw.get("Parameters", {}).items():
+        value = str((overrides or {}).get(name, spec.get("Default", "")))
+        out[name] = value.split(",") if spec.get("Type") == "CommaDelimitedList" and value else value
+        if spec.get("Type") == "CommaDelimitedList" and not value:
+            out[name] = [""]
+    return out
+
+
+def language_extensions(doc: dict, parameters: dict[str, Any]) -> dict:
+    """What the AWS::LanguageExtensions transform does before SAM's, as far as this template uses it: references to
+    parameters become their values, and each Fn::If whose condition depends on parameters only is replaced by its
+    branch (AWS::NoValue removes the property), so SAM sees literal Auth and CorsConfiguration. Applied to
+    Resources; an Fn::If on resources stays for CloudFormation."""
+    if "AWS::LanguageExtensions" not in (doc.get("Transform") or []):
+        return doc
+    values = {"AWS::Region": LOCAL_REGION, "AWS::AccountId": LOCAL_ACCOUNT, **parameters}
+    resolver = Resolver(values, {}, doc.get("Conditions", {}))
+    gone = object()
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, list):
+            return [x for x in map(walk, v) if x is not gone]
+        if not isinstance(v, dict):
+            return v
+        if v == {"Ref": "AWS::NoValue"}:
+            return gone
+        if len(v) == 1 and v.get("Ref") in parameters:  # as cfn-lint models it (cfn-lint#3861)
+            return parameters[v["Ref"]]
+        if len(v) == 1 and "Fn::If" in v:
+            cond, yes, no = v["Fn::If"]
+            try:
+                chosen = yes if resolver.condition(cond) else no
+            except KeyError:  # depends on a resource: CloudFormation decides at deploy time
+                return {"Fn::If": [cond, walk(yes), walk(no)]}
+            return walk(chosen)
+        return {k: r for k, r in ((k, walk(x)) for k, x in v.items()) if r is not gone}
+
+    doc = {**doc, "Resources": walk(doc["Resources"])}
+    doc["Transform"] = [t for t in doc["Transform"] if t != "AWS::LanguageExtensions"]
+    return doc
+
+
 @cache
-def _translated(text: str) -> dict:
+def _translated(text: str, parameters_json: str = "{}") -> dict:
+    import json
+
     from samtranslator.translator.transform import transform
 
     doc = yaml.load(text, Loader=_CfnLoader)
+    doc = language_extensions(doc, parameter_values(doc, json.loads(parameters_json)))
     for res in doc["Resources"].values():  # code locations are S3 URIs once packaged; their value is irrelevant
         props = res.get("Properties", {})
         for k in ("CodeUri", "ContentUri"):
@@ -125,9 +173,12 @@ def _translated(text: str) -> dict:
             os.environ["AWS_DEFAULT_REGION"] = saved
 
 
-def translate(path: Path = TEMPLATE) -> dict:
-    """The CloudFormation template SAM deploys (a fresh copy: callers may change it)."""
-    return copy.deepcopy(_translated(path.read_text()))
+def translate(path: Path = TEMPLATE, parameters: dict[str, str] | None = None) -> dict:
+    """The CloudFormation template SAM deploys with these parameter overrides (a fresh copy: callers may change
+    it)."""
+    import json
+
+    return copy.deepcopy(_translated(path.read_text(), json.dumps(parameters or {}, sort_keys=True)))
 
 
 class Resolver:
@@ -221,6 +272,8 @@ class Function:
     on_failure: str | None = None  # ARN of the failure destination
     routes: list[tuple[str, str]] = field(default_factory=list)  # (METHOD, /path/{param})
     schedule: str | None = None
+    physical: str = ""  # the function's name (FunctionName, or one made from the stack's name)
+    log_group: str | None = None  # LoggingConfig.LogGroup
 
     @property
     def module(self) -> str:
@@ -250,6 +303,7 @@ class Stack:
     functions: dict[str, Function]
     notifications: list[Notification]
     raw: dict  # the SAM template
+    aliases: set[str]  # the AutoPublishAlias names (locally each runs the function's current code)
     cfn: dict  # the CloudFormation template SAM produces from it
     resolve: Resolver
 
@@ -279,7 +333,7 @@ def load(
 ) -> Stack:
     """parameters: overrides of the template's Parameters, as `sam deploy --parameter-overrides` gives them."""
     raw = read(path)
-    cfn = translate(path)
+    cfn = translate(path, parameters)
     resources = cfn["Resources"]
     params = {k: str(v.get("Default", "")) for k, v in raw.get("Parameters", {}).items()}
     params.update(parameters or {})
@@ -290,7 +344,7 @@ def load(
         "AWS::Partition": "aws",
         "AWS::URLSuffix": "amazonaws.com",
         "AWS::StackId": f"arn:aws:cloudformation:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stack/{stack_name}/local",
-        **params,
+        **parameter_values(raw, parameters),
     }
     attributes: dict[tuple[str, str], str] = {}
     resolve = Resolver(values, attributes, cfn.get("Conditions", {}))
@@ -318,10 +372,19 @@ def load(
             values[logical] = logical
             attributes[(logical, "Arn")] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{logical}"
         elif kind == "AWS::Lambda::Function":
-            values[logical] = _physical(stack_name, logical)
-            attributes[(logical, "Arn")] = f"arn:aws:lambda:{arn}:function:{_physical(stack_name, logical)}"
+            name = resolve(props["FunctionName"]) if "FunctionName" in props else _physical(stack_name, logical)
+            values[logical] = name
+            attributes[(logical, "Arn")] = f"arn:aws:lambda:{arn}:function:{name}"
         else:
             values.setdefault(logical, logical)
+
+    for logical, res in resources.items():  # after the functions: they name them
+        # Locally a function has one version, its current code: $LATEST stands for every published version.
+        if res["Type"] == "AWS::Lambda::Version":
+            values[logical] = f"{attributes[(res['Properties']['FunctionName']['Ref'], 'Arn')]}:$LATEST"
+        elif res["Type"] == "AWS::Lambda::Alias":
+            fn = res["Properties"]["FunctionName"]["Ref"]
+            values[logical] = f"{attributes[(fn, 'Arn')]}:{res['Properties']['Name']}"
 
     sam = raw["Resources"]
     global_layers = raw.get("Globals", {}).get("Function", {}).get("Layers", [])
@@ -354,12 +417,14 @@ def load(
             env={k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()},
             timeout=float(props.get("Timeout", 3)),
             memory_mb=int(props.get("MemorySize", 128)),
-            reserved_concurrency=props.get("ReservedConcurrentExecutions"),
+            reserved_concurrency=None if (rc := props.get("ReservedConcurrentExecutions")) is None else int(rc),
             role=role,
             policies=policies,
             max_retries=int(invoke.get("MaximumRetryAttempts", 2)),
             max_event_age=float(invoke.get("MaximumEventAgeInSeconds", 6 * 3600)),
             on_failure=invoke.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
+            physical=values[name],
+            log_group=props.get("LoggingConfig", {}).get("LogGroup"),
         )
         for event in sam_props.get("Events", {}).values():
             p = event.get("Properties", {})
@@ -383,6 +448,11 @@ def load(
         functions,
         notifications,
         raw,
+        {
+            str(r["Properties"]["AutoPublishAlias"])
+            for r in sam.values()
+            if "AutoPublishAlias" in r.get("Properties", {})
+        },
         cfn,
         resolve,
     )

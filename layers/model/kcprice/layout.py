@@ -32,12 +32,14 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "RetrainFunction": (DATASETS, MODELS, REPORTS, REJECTED),
     "PrecomputeFunction": (REPORTS + "drift/", REJECTED + INVENTORY),
     "PredictFunction": (),
+    "PreTrafficHookFunction": (),  # it calls the new predict version, never the bucket
 }
 # function -> prefixes it reads (GetObject, and ListBucket for those prefixes so a missing key is a 404)
 READERS: dict[str, tuple[str, ...]] = {
     "RetrainFunction": (INCOMING, DATASETS, MODELS),
     "PrecomputeFunction": (MODELS, INVENTORY),
     "PredictFunction": (MODELS,),
+    "PreTrafficHookFunction": (),
 }
 
 
