@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -53,24 +54,62 @@ def errors(*statuses: int) -> dict:
     return {s: {"description": what[s], "content": {"application/json": {"model": ErrorResponse}}} for s in statuses}
 
 
-@functools.cache
-def runtime():
-    """Cold start: settings, clients and the champion cache, built once per execution environment."""
-    settings = PredictSettings()
+@dataclass
+class Runtime:
+    settings: PredictSettings
+    s3: Any
+    ddb: Any
+    cache: registry.ChampionCache
+
+
+def _clients() -> tuple[Any, Any]:
     # SigV4 for the presigned card link: botocore still presigns with SigV2 by default, which S3 refuses for every
     # bucket created since June 2020.
-    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
-    return (
-        settings,
-        s3,
-        boto3.client("dynamodb"),
-        registry.ChampionCache(s3, settings.bucket, settings.model_ttl_seconds),
-    )
+    return boto3.client("s3", config=Config(signature_version="s3v4")), boto3.client("dynamodb")
+
+
+@functools.cache
+def runtime() -> Runtime:
+    """Cold start: settings, clients and the champion cache, built once per execution environment."""
+    settings = PredictSettings()
+    s3, ddb = _clients()
+    return Runtime(settings, s3, ddb, registry.ChampionCache(s3, settings.bucket, settings.model_ttl_seconds))
+
+
+# --- SnapStart (template parameter SnapStart) ------------------------------------------------------------------
+def before_snapshot() -> None:
+    """Load the champion into the snapshot: a restored environment answers its first request without loading."""
+    cache = runtime().cache
+    try:
+        model, _ = cache.get()  # not _champion(): its load metric would be flushed with the first request's
+    except (NoModelError, StoreUnavailableError) as e:  # a new stack: the first request loads it instead
+        logger.warning("no champion in the snapshot", extra={"reason": str(e)})
+        return
+    loaded = cache.take_load_seconds()
+    logger.info("model loaded before the snapshot", extra={"model_version": model.version, "load_s": loaded})
+
+
+def after_restore() -> None:
+    """A snapshot may be restored hours later on another host: its connections are dead (new clients), and its
+    monotonic clock is not this host's, so the TTL clock is void: the pointer is checked on the next request."""
+    rt = runtime()
+    rt.s3, rt.ddb = _clients()
+    rt.cache.rebind(rt.s3)
+    logger.info("restored from a snapshot: new clients; the champion is checked at the next request")
+
+
+try:  # Lambda's runtime provides the module (python3.12+); elsewhere there is no snapshot to take
+    from snapshot_restore_py import register_after_restore, register_before_snapshot
+except ImportError:  # pragma: no cover - outside Lambda and without the dev package
+    pass
+else:
+    register_before_snapshot(before_snapshot)
+    register_after_restore(after_restore)
 
 
 def _champion() -> tuple:
     """The serving model and its pointer; a request that (re)loaded it reports the load once."""
-    cache = runtime()[3]
+    cache = runtime().cache
     model, pointer = cache.get()
     if (loaded := cache.take_load_seconds()) is not None:
         metrics.add_metric("ModelLoadTime", MetricUnit.Milliseconds, loaded * 1000)
@@ -138,8 +177,8 @@ def predict(request: PredictRequest):  # no return annotation: the body is seria
     },
 )
 def house_price(house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description="KC house id")]) -> dict:
-    settings, _, ddb, _ = runtime()
-    item = get_price(ddb, settings.table, house_id)
+    rt = runtime()
+    item = get_price(rt.ddb, rt.settings.table, house_id)
     if item is None:
         raise NotFoundError(
             f"no precomputed price for house {house_id}: it is not in the inventory, or precompute has not run "
@@ -150,15 +189,17 @@ def house_price(house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description
 
 @app.get("/model", summary="Metadata of the serving model", responses=errors(503))
 def model_info() -> dict:
-    settings, s3, _, _ = runtime()
+    rt = runtime()
     _, pointer = _champion()
-    meta = registry.version_metadata(s3, settings.bucket, pointer["version"])
+    meta = registry.version_metadata(rt.s3, rt.settings.bucket, pointer["version"])
     links = {}
     if "card.html" in meta.get("files", []):  # a signed link, so the card opens in a browser
         key = registry.version_prefix(pointer["version"]) + "card.html"
-        links["card_url"] = s3.generate_presigned_url(
-            "get_object", Params={"Bucket": settings.bucket, "Key": key}, ExpiresIn=3600
+        links["card_url"] = rt.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": rt.settings.bucket, "Key": key}, ExpiresIn=3600
         )
+    if not rt.settings.expose_lineage:
+        pointer, meta = registry.public_view(pointer, meta)
     return {"champion": pointer, **links, "metadata": meta}
 
 

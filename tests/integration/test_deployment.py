@@ -86,3 +86,35 @@ def test_lambda_invoke_answers_as_lambda_does(aws):
     assert "ValidationError" in json.loads(out["Payload"].read())["errorType"]
     done = lam.invoke(FunctionName=f"arn:aws:lambda:us-east-1:123456789012:function:{precompute}", Payload=b"{}")
     assert json.loads(done["Payload"].read())["status"] == "no_model"
+
+
+def test_snapstart_puts_the_champion_in_the_snapshot_and_checks_it_after_restore(aws, small_model):
+    """SnapStart=true: the local runtime runs the function's hooks as Lambda does (before the snapshot, after the
+    restore). The first request finds the model loaded, and re-checks the pointer although the TTL has not run
+    out (a restored snapshot's clock and connections are not to be trusted)."""
+    from tests.policy import CallJournal
+
+    registry.publish_version(aws.s3, aws.bucket, small_model.artifact, small_model.meta)
+    ops.promote_version(aws.s3, aws.bucket, small_model.meta["version"], "test", "me")
+    aws.deploy({"SnapStart": "true", "ModelTtlSeconds": "600"})
+    journal = CallJournal(aws.stack.journal, aws.spec)
+    start = journal.mark()
+    log = aws.stack.log_dir / "PredictFunction.log"
+    offset = log.stat().st_size if log.exists() else 0
+    answer = aws.invoke("PredictFunction", json.loads((ROOT / "events" / "predict_post.json").read_text()))
+    assert answer["statusCode"] == 200 and small_model.meta["version"] in answer["body"]
+    with open(log) as f:
+        f.seek(offset)
+        lines = [json.loads(line) for line in f.read().splitlines() if line.startswith("{")]
+    messages = [line.get("message") for line in lines]
+    assert "model loaded before the snapshot" in messages and any(
+        "restored from a snapshot" in str(m) for m in messages
+    )
+    emf = [line for line in lines if "_aws" in line]
+    assert len(emf) == 1 and "ModelLoadTime" not in emf[0]  # nothing loaded during the request
+    pointer_reads = [
+        c
+        for c in journal.calls(since=start)
+        if c.function == "PredictFunction" and c.resource.endswith("champion.json")
+    ]
+    assert len(pointer_reads) == 2  # before the snapshot, and again at the first request after the restore

@@ -175,10 +175,17 @@ def test_model_and_health_and_openapi(aws, retrained):
     champion = retrained
     status, body = call(aws, load_event("predict_model.json"))
     assert status == 200 and body["champion"]["version"] == champion
-    assert body["metadata"]["lineage"]["source_key"] == "incoming/seed.csv"
+    # Anonymous callers see versions and metrics, not the bucket's keys or who promoted (ExposeLineage=false)
+    assert "lineage" not in body["metadata"] and "artifact_key" not in body["champion"]
+    assert body["metadata"]["version"] == champion and body["champion"]["reason"]["holdout_mape"] > 0
+    assert "incoming/seed.csv" not in json.dumps(body)
     assert {"card.html", "model.npz", "residuals.png"} <= set(body["metadata"]["files"])
     card = requests.get(body["card_url"], timeout=10)  # the signed link works against the endpoint
     assert card.status_code == 200 and card.text.startswith("<!doctype html>") and champion in card.text
+    aws.deploy({"ExposeLineage": "true"})  # the team's own stack may show it
+    status, shown = call(aws, load_event("predict_model.json"))
+    assert shown["metadata"]["lineage"]["source_key"] == "incoming/seed.csv"
+    assert shown["champion"]["artifact_key"] == f"models/{champion}/model.npz"
     status, body = call(aws, load_event("predict_health.json"))
     assert body == {"status": "ok", "model_version": champion}
     status, spec = call(aws, load_event("predict_openapi.json"))
@@ -214,4 +221,4 @@ def test_logs_carry_the_request_id_and_metrics_are_emf(aws, champion):
     assert [blob["HousesPriced"] for blob in emf] == [[1.0], [1.0]]  # one metric blob per invocation
     assert "ModelLoadTime" in emf[0] and "ModelLoadTime" not in emf[1]
     assert all(blob["PredictLatency"][0] > 0 and blob["service"] == "predict" for blob in emf)
-    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "KcPrice"
+    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "KcPrice/kc-price"  # one per stack

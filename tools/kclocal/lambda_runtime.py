@@ -71,6 +71,23 @@ def _log_error(e: BaseException) -> None:
     sys.stderr.flush()
 
 
+def _snapshot_and_restore(base: str) -> None:
+    """SnapStart: the runtime hooks a function registered run as Lambda runs them, the before-snapshot ones after
+    init and the after-restore ones before the first invocation (the snapshot itself is the same process here)."""
+    try:
+        import snapshot_restore_py as hooks  # in Lambda's runtime; locally the PyPI package of the same name
+    except ImportError:
+        return
+    for phase in (hooks.get_before_snapshot(), hooks.get_after_restore()):
+        for func, args, kwargs in phase:
+            try:
+                func(*args, **kwargs)
+            except Exception as e:  # a failing hook fails the environment, as in Lambda
+                _log_error(e)
+                _post(f"{base}/init/error", _error(e, "Runtime.SnapStartHookError"))
+                sys.exit(1)
+
+
 def main() -> None:
     base = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/{VERSION}/runtime"
     task_root = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
@@ -89,6 +106,8 @@ def main() -> None:
             {"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"},
         )
         sys.exit(1)
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+        _snapshot_and_restore(base)
     while True:
         with urllib.request.urlopen(f"{base}/invocation/next") as resp:
             request_id = resp.headers["Lambda-Runtime-Aws-Request-Id"]

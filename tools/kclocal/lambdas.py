@@ -510,7 +510,7 @@ def environment_variables(
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": fn.log_group or f"/aws/lambda/{physical_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{dt.date.today():%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if fn.snap_start else "on-demand",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,

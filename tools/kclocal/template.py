@@ -274,6 +274,7 @@ class Function:
     schedule: str | None = None
     physical: str = ""  # the function's name (FunctionName, or one made from the stack's name)
     log_group: str | None = None  # LoggingConfig.LogGroup
+    snap_start: bool = False  # SnapStart on its published versions
 
     @property
     def module(self) -> str:
@@ -425,6 +426,7 @@ def load(
             on_failure=invoke.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
             physical=values[name],
             log_group=props.get("LoggingConfig", {}).get("LogGroup"),
+            snap_start=props.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions",
         )
         for event in sam_props.get("Events", {}).values():
             p = event.get("Properties", {})

@@ -15,6 +15,8 @@ class PredictSettings(_Base):
     table: str = Field(validation_alias="TABLE_NAME")
     # Bounded staleness: a newly promoted champion is served at most this long after promotion.
     model_ttl_seconds: float = Field(60.0, validation_alias="MODEL_TTL_SECONDS", ge=0)
+    # GET /model shows lineage (upload keys, who promoted) only when the stack says so (ExposeLineage).
+    expose_lineage: bool = Field(False, validation_alias="EXPOSE_LINEAGE")
 
 
 class PrecomputeSettings(_Base):

@@ -91,6 +91,21 @@ def promote(
         raise
 
 
+# What GET /model shows callers outside the team (ExposeLineage=false): versions, dates, metrics and why a model
+# was promoted; not the bucket's keys, the uploads a model came from, or who promoted it.
+PUBLIC_POINTER = ("version", "promoted_at", "previous_version")
+PRIVATE_REASON = ("by",)
+PRIVATE_METADATA = ("lineage",)
+
+
+def public_view(pointer: dict[str, Any], meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    reason = pointer.get("reason")
+    public = {k: pointer[k] for k in PUBLIC_POINTER if k in pointer}
+    if isinstance(reason, dict):
+        public["reason"] = {k: v for k, v in reason.items() if k not in PRIVATE_REASON}
+    return public, {k: v for k, v in meta.items() if k not in PRIVATE_METADATA}
+
+
 def load_version(s3, bucket: str, pointer: dict) -> Predictor:
     """Fetch and verify the artifact a pointer names. Raises ArtifactIntegrityError on a sha256 mismatch."""
     return Predictor.from_bytes(get_bytes(s3, bucket, pointer["artifact_key"]), pointer["artifact_sha256"])
@@ -148,6 +163,13 @@ class ChampionCache:
     def forget_clock(self) -> None:
         """Check the pointer on the next request, whatever the ttl says (e.g. after a SnapStart restore)."""
         self._next_check = float("-inf")
+
+    def rebind(self, s3) -> None:
+        """After a SnapStart restore: a new client (the old one's connections died with the snapshot's host), no
+        backoff carried over, and the pointer checked on the next request."""
+        with self._lock:
+            self._s3, self._failures = s3, 0
+            self.forget_clock()
 
     def _refresh(self) -> None:
         try:
