@@ -43,6 +43,8 @@ def handler(event, context):
             upload={"bucket": record.s3.bucket.name, "key": key, "etag": obj.eTag or "", "version_id": obj.versionId}
         )
         metrics.add_metric(f"Uploads{out['status'].capitalize()}", MetricUnit.Count, 1)
+        if out["status"] != "duplicate" and out.get("not_promoted_in_a_row") is not None:
+            metrics.add_metric("UploadsNotPromotedInARow", MetricUnit.Count, out["not_promoted_in_a_row"])
         if out.get("max_psi") is not None:
             metrics.add_metric("UploadMaxPSI", MetricUnit.NoUnit, out["max_psi"])
         outcomes.append(out)

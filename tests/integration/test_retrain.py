@@ -81,6 +81,25 @@ def test_newer_sales_are_merged_and_judged_on_the_champions_holdout(aws, seeded)
     assert pointer["version"] == (out["version"] if better else seeded["version"])
 
 
+def test_uploads_that_end_without_a_promotion_are_counted_in_a_row(aws, seeded):
+    """The RefusalsInARow alarm's metric: rejected/refused/quarantined add one, a promotion resets it, a duplicate
+    delivery of the same upload counts nothing."""
+    assert seeded["not_promoted_in_a_row"] == 0
+    bad = SEED.replace(b",98178,", b",12345,", 3)
+    log = aws.stack.log_dir / "RetrainFunction.log"
+    offset = log.stat().st_size
+    counts = [retrain(aws, f"incoming/bad-{i}.csv", bad)["not_promoted_in_a_row"] for i in range(2)]
+    again = aws.invoke("RetrainFunction", aws.upload("incoming/bad-1.csv", bad))["outcomes"][0]  # a new version
+    event = aws.upload("incoming/bad-2.csv", bad)
+    first, replayed = (aws.invoke("RetrainFunction", event)["outcomes"][0] for _ in range(2))
+    assert counts == [1, 2] and again["not_promoted_in_a_row"] == 3 and first["not_promoted_in_a_row"] == 4
+    assert replayed["status"] == "duplicate" and replayed["not_promoted_in_a_row"] == 4
+    with open(log) as f:
+        f.seek(offset)
+        emf = [json.loads(line) for line in f.read().splitlines() if line.startswith("{") and '"_aws"' in line]
+    assert [blob.get("UploadsNotPromotedInARow") for blob in emf] == [[1.0], [2.0], [3.0], [4.0], None]
+
+
 def test_the_same_data_again_is_a_duplicate_and_trains_nothing(aws, seeded):
     _, etag = registry.read_champion(aws.s3, aws.bucket)
     out = retrain(aws, "incoming/again.csv", SEED)  # another key, the same sales

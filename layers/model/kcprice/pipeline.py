@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from kcprice import layout, registry
 from kcprice.config import RetrainSettings
@@ -209,12 +209,41 @@ def retrain_once(s3, ddb, settings: RetrainSettings):
     # A fixed key prefix: the default one includes the Lambda function's name, which differs between deployments.
     @idempotent_function(data_keyword_argument="upload", persistence_store=store, config=config, key_prefix="upload")
     def run(upload: dict) -> dict:
-        return retrain(
+        out = retrain(
             s3, upload["bucket"], upload["key"], upload["etag"], settings, version_id=upload.get("version_id")
         ).summary()
+        # Inside the idempotent run: counted once per upload, and a replayed duplicate carries the count it had.
+        out["not_promoted_in_a_row"] = count_not_promoted(ddb, settings.idempotency_table, out["status"])
+        return out
 
     run.config = config
     return run
+
+
+# Uploads in a row that ended without a promotion: one counter item in retrain's own table (beside Powertools'
+# records, whose ids are "upload#<hash>"; this one never expires). The RefusalsInARow alarm watches the metric.
+STREAK_ID = "streak#not-promoted"
+NOT_PROMOTED = ("rejected", "refused", "quarantined")
+
+
+def count_not_promoted(ddb, table: str, status: str) -> int | None:
+    """Promoted: back to 0. Rejected, refused, quarantined: one more. Anything else leaves the count alone (None).
+    A failure to count is logged, never the upload's failure (Lambda would retry the whole training for it)."""
+    if status != "promoted" and status not in NOT_PROMOTED:
+        return None
+    update = "SET n = :v" if status == "promoted" else "ADD n :v"
+    try:
+        out = ddb.update_item(
+            TableName=table,
+            Key={"id": {"S": STREAK_ID}},
+            UpdateExpression=update,
+            ExpressionAttributeValues={":v": {"N": "0" if status == "promoted" else "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+    except (ClientError, BotoCoreError):
+        log.exception("could not count uploads without a promotion")
+        return None
+    return int(out["Attributes"]["n"]["N"])
 
 
 def retrain(
