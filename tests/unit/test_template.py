@@ -190,3 +190,169 @@ def test_the_key_layout_and_the_policies_say_the_same(function):
         assert allowed(function, "s3:PutObject", _arn(key)) is writes, (function, prefix)
         assert allowed(function, "s3:GetObject", _arn(key)) is reads, (function, prefix)
         assert allowed(function, "s3:ListBucket", _arn(), **{"s3:prefix": key}) is reads, (function, prefix)
+
+
+# --- delivery and operations ----------------------------------------------------------------------------------
+def _cfn(**parameters) -> dict:
+    """The CloudFormation SAM deploys with these parameter overrides (LanguageExtensions resolved first)."""
+    return template.translate(parameters={k: str(v) for k, v in parameters.items()})["Resources"]
+
+
+def _of_type(resources: dict, kind: str) -> dict:
+    return {k: v for k, v in resources.items() if v["Type"] == kind}
+
+
+def test_predict_is_served_through_an_alias_that_codedeploy_shifts_with_a_hook_and_alarms():
+    res = _cfn(DeploymentType="Canary10Percent5Minutes")
+    (alias,) = _of_type(res, "AWS::Lambda::Alias").values()
+    assert alias["Properties"]["Name"] == "live"
+    hook = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert hook["BeforeAllowTrafficHook"] == {"Ref": "PreTrafficHookFunction"}
+    (group,) = _of_type(res, "AWS::CodeDeploy::DeploymentGroup").values()
+    props = group["Properties"]
+    assert props["DeploymentConfigName"] == {
+        "Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": "Canary10Percent5Minutes"}]
+    }
+    assert props["AutoRollbackConfiguration"]["Enabled"] is True
+    assert {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"} <= set(props["AutoRollbackConfiguration"]["Events"])
+    alarms = {a["Name"]["Ref"] for a in props["AlarmConfiguration"]["Alarms"]}
+    assert alarms == {"PredictAliasErrorsAlarm", "PredictAliasLatencyAlarm", "Api5xxAlarm"}
+    # The API invokes the alias, never $LATEST or a fixed version
+    body = res["HttpApi"]["Properties"]["Body"]
+    uri = body["paths"]["/predict"]["post"]["x-amazon-apigateway-integration"]["uri"]
+    assert "PredictFunctionAliaslive" in str(uri)
+    assert RES["PredictFunction"]["Properties"]["DeploymentPreference"]["Type"] == {"Ref": "DeploymentType"}
+    assert SPEC.raw["Parameters"]["DeploymentType"]["Default"] == "AllAtOnce"
+
+
+def test_the_alarms_a_deployment_rolls_back_on_watch_the_alias():
+    for name in ("PredictAliasErrorsAlarm", "PredictAliasLatencyAlarm"):
+        dims = {d["Name"]: d["Value"] for d in RES[name]["Properties"]["Dimensions"]}
+        assert dims == {"FunctionName": {"Ref": "PredictFunction"}, "Resource": {"Fn::Sub": "${PredictFunction}:live"}}
+    assert RES["PredictAliasLatencyAlarm"]["Properties"]["ExtendedStatistic"] == "p99"
+    assert RES["PredictAliasLatencyAlarm"]["Properties"]["Threshold"] == {"Ref": "PredictP99AlarmMs"}
+    expr = [m for m in RES["Api5xxAlarm"]["Properties"]["Metrics"] if "Expression" in m]
+    assert expr and "errors / requests" in expr[0]["Expression"]
+
+
+def test_the_pretraffic_hook_may_call_the_new_version_and_report_and_nothing_more():
+    hook = SPEC.functions["PreTrafficHookFunction"]
+    # SAM's CodeDeploy role may invoke only functions named CodeDeployHook_* (AWSCodeDeployRoleForLambda)
+    assert hook.physical.startswith("CodeDeployHook_") and len(hook.physical) <= 64
+    predict = SPEC.resolve({"Fn::GetAtt": ["PredictFunction", "Arn"]})
+    assert hook.env["TARGET_FUNCTION"].startswith(predict + ":")
+    assert allowed("PreTrafficHookFunction", "lambda:InvokeFunction", predict + ":7")
+    assert not allowed(
+        "PreTrafficHookFunction", "lambda:InvokeFunction", SPEC.resolve({"Fn::GetAtt": ["RetrainFunction", "Arn"]})
+    )
+    app = "ServerlessDeploymentApplication"
+    group = f"arn:aws:codedeploy:us-east-1:{SPEC.account}:deploymentgroup:{app}/PredictFunctionDeploymentGroup"
+    assert allowed("PreTrafficHookFunction", "codedeploy:PutLifecycleEventHookExecutionStatus", group)
+    assert not allowed("PreTrafficHookFunction", "s3:GetObject", _arn("models/champion.json"))
+    assert "DeploymentPreference" not in FUNCTIONS["PreTrafficHookFunction"]["Properties"]  # it is not shifted itself
+
+
+def test_snapstart_is_a_parameter_off_by_default():
+    assert SPEC.raw["Parameters"]["SnapStart"]["Default"] == "false"
+    assert _cfn()["PredictFunction"]["Properties"]["SnapStart"] == {"ApplyOn": "None"}
+    assert _cfn(SnapStart="true")["PredictFunction"]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert template.load(parameters={"SnapStart": "true"}).functions["PredictFunction"].snap_start
+    assert not SPEC.functions["PredictFunction"].snap_start
+
+
+def test_predict_concurrency_cap_is_optional():
+    assert "ReservedConcurrentExecutions" not in _cfn()["PredictFunction"]["Properties"]
+    assert _cfn(PredictConcurrencyLimit=50)["PredictFunction"]["Properties"]["ReservedConcurrentExecutions"] == "50"
+    assert (
+        template.load(parameters={"PredictConcurrencyLimit": "50"}).functions["PredictFunction"].reserved_concurrency
+        == 50
+    )
+
+
+def test_cors_origins_are_a_parameter():
+    assert "x-amazon-apigateway-cors" not in _cfn()["HttpApi"]["Properties"]["Body"]
+    cors = _cfn(CorsAllowedOrigins="https://www.example.com,https://m.example.com")["HttpApi"]["Properties"]["Body"][
+        "x-amazon-apigateway-cors"
+    ]
+    assert cors["allowOrigins"] == ["https://www.example.com", "https://m.example.com"]
+    assert {"GET", "POST"} <= set(cors["allowMethods"]) and "content-type" in cors["allowHeaders"]
+
+
+@pytest.mark.parametrize(("auth", "scheme"), [("NONE", None), ("AWS_IAM", "AWS_IAM"), ("JWT", "Jwt")])
+def test_api_authorization_is_a_parameter_and_health_stays_public(auth, scheme):
+    params = {"ApiAuth": auth, "JwtIssuer": "https://issuer.example.com", "JwtAudience": "client-1"}
+    body = _cfn(**params)["HttpApi"]["Properties"]["Body"]
+    security = {(path, m): op.get("security") for path, ops in body["paths"].items() for m, op in ops.items()}
+    for route in (("/predict", "post"), ("/houses/{house_id}/price", "get"), ("/model", "get")):
+        assert security[route] == ([{scheme: []}] if scheme else None), route
+    for route in (("/health", "get"), ("/openapi.json", "get"), ("/swagger", "get")):
+        assert security[route] in (None, [{"NONE": []}]), route
+    if auth == "JWT":
+        jwt = body["components"]["securitySchemes"]["Jwt"]["x-amazon-apigateway-authorizer"]["jwtConfiguration"]
+        assert jwt == {"issuer": "https://issuer.example.com", "audience": ["client-1"]}
+
+
+def test_model_lineage_is_hidden_unless_configured():
+    assert SPEC.functions["PredictFunction"].env["EXPOSE_LINEAGE"] == "false"
+    from kcprice.registry import public_view
+
+    pointer = {
+        "version": "v2",
+        "previous_version": "v1",
+        "promoted_at": "t",
+        "artifact_key": "models/v2/model.npz",
+        "reason": {"by": "arn:aws:iam::1:user/op", "why": "rollback"},
+    }
+    shown, meta = public_view(pointer, {"version": "v2", "lineage": {"source_key": "incoming/x.csv"}})
+    assert shown == {"version": "v2", "previous_version": "v1", "promoted_at": "t", "reason": {"why": "rollback"}}
+    assert meta == {"version": "v2"}
+
+
+def test_every_function_logs_to_a_group_with_a_retention():
+    for name in FUNCTIONS:
+        group = FUNCTIONS[name]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert RES[group]["Type"] == "AWS::Logs::LogGroup"
+        assert RES[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert (
+        SPEC.raw["Parameters"]["LogRetentionDays"]["Default"]
+        in SPEC.raw["Parameters"]["LogRetentionDays"]["AllowedValues"]
+    )
+
+
+def test_operators_are_paged_for_what_needs_them():
+    alarms = {k: v["Properties"] for k, v in RES.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {
+        "PredictAliasErrorsAlarm",
+        "PredictAliasLatencyAlarm",
+        "Api5xxAlarm",
+        "FailureQueueAlarm",
+        "RefusalsInARowAlarm",
+        "InventoryDriftAlarm",
+        "UploadDriftAlarm",
+    }
+    for name, props in alarms.items():
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert props["TreatMissingData"] == "notBreaching", name  # quiet hours are not an outage
+    assert alarms["FailureQueueAlarm"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailureQueue", "QueueName"]}}
+    ]
+    # custom metrics: the namespace the functions publish to, and the dimension Powertools adds
+    namespace = SPEC.raw["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    for name, metric, service in (
+        ("RefusalsInARowAlarm", "UploadsNotPromotedInARow", "retrain"),
+        ("InventoryDriftAlarm", "InventoryMaxPSI", "precompute"),
+        ("UploadDriftAlarm", "UploadMaxPSI", "retrain"),
+    ):
+        assert alarms[name]["Namespace"] == namespace and alarms[name]["MetricName"] == metric
+        assert alarms[name]["Dimensions"] == [{"Name": "service", "Value": service}]
+    # the drift alarm and the drift reports use one threshold
+    assert alarms["InventoryDriftAlarm"]["Threshold"] == {"Ref": "DriftAlarmPsi"}
+    for fn in ("PrecomputeFunction", "RetrainFunction"):
+        assert FUNCTIONS[fn]["Properties"]["Environment"]["Variables"]["PSI_THRESHOLD"] == {"Ref": "DriftAlarmPsi"}
+    assert RES["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_the_metric_names_the_alarms_watch_are_the_ones_the_functions_publish():
+    code = "".join((template.ROOT / "functions" / f / "app.py").read_text() for f in ("retrain", "precompute"))
+    for metric in ("UploadsNotPromotedInARow", "InventoryMaxPSI", "UploadMaxPSI"):
+        assert f'"{metric}"' in code, metric
