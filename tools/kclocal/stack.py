@@ -286,7 +286,8 @@ class LocalStack:
                     threading.Thread(target=self._schedule, args=(fn.name, every), daemon=True).start()
             self.lambda_api = LambdaApi(self.lambdas, self.physical_names, self.spec.aliases).start()
             self.awsd.register_lambda(self.lambda_api.url)
-            self.bridge = Bridge(self.spec.routes(), self.lambdas.invoke, self.api_port).start()
+            cors, security = self.spec.http_api()
+            self.bridge = Bridge(self.spec.routes(), self.lambdas.invoke, self.api_port, cors, security).start()
             if self.state:
                 threading.Thread(target=self._save_loop, daemon=True, name="state").start()
             self._started = True
@@ -324,6 +325,7 @@ class LocalStack:
         )
         self.lambdas.functions.update(self.spec.functions)
         self.lambdas.recycle()
+        self.bridge.cors, self.bridge.security = self.spec.http_api()
 
     def reset(self, keep_warm: tuple[str, ...] = ()) -> None:
         """Empty every service and provision again, with new function environments (tests). The functions in

@@ -315,6 +315,17 @@ class Stack:
     def routes(self) -> list[tuple[str, str, str]]:
         return [(m, p, f.name) for f in self.functions.values() for m, p in f.routes]
 
+    def http_api(self) -> tuple[dict, dict[str, str]]:
+        """(CORS configuration, route key -> the authorizer it requires) of the HTTP API, as SAM generated it."""
+        body = self.cfn["Resources"]["HttpApi"]["Properties"]["Body"]
+        security = {}
+        for path, ops in body.get("paths", {}).items():
+            for method, op in ops.items():
+                names = [name for s in op.get("security") or [] for name in s if name != "NONE"]
+                if names:
+                    security[f"{method.upper()} {path}"] = names[0]
+        return body.get("x-amazon-apigateway-cors", {}), security
+
     def queue_url(self, logical: str, endpoint: str) -> str:
         return f"{endpoint.rstrip('/')}/{self.account}/{self.queues[logical]}"
 
