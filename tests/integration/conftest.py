@@ -7,6 +7,7 @@ Every test ends by checking each AWS call the functions made during it against t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -101,3 +102,36 @@ def settings_of(stack, cls, function: str):
 def count_items(aws) -> int:
     """Items in the predictions table, by a full scan."""
     return sum(p["Count"] for p in aws.ddb.get_paginator("scan").paginate(TableName=aws.table, Select="COUNT"))
+
+
+@contextlib.contextmanager
+def operator_env(stack):
+    """What `eval "$(kcprice-local env)"` gives an operator's shell: the endpoint, the admin, the stack's names."""
+    from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
+    from kclocal.cli import local_outputs
+    from kcprice.cli import OUTPUT_VARIABLES
+
+    values = {
+        "AWS_ENDPOINT_URL": stack.endpoint,
+        "AWS_ACCESS_KEY_ID": ADMIN_KEY,
+        "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **{OUTPUT_VARIABLES[k]: v for k, v in local_outputs(stack.endpoint, stack.bridge.url).items()},
+    }
+    with mock.patch.dict(os.environ, values):
+        yield values
+
+
+def run_cli(argv: list[str]):
+    """`kcprice ARGV` in this process: its JSON output (SystemExit on a non-zero exit)."""
+    import io
+    from contextlib import redirect_stdout
+
+    from kcprice.cli import main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(argv)
+    if code:
+        raise SystemExit(f"kcprice {' '.join(argv)} exited {code}: {out.getvalue()[-2000:]}")
+    return json.loads(out.getvalue())

@@ -12,6 +12,7 @@ import time
 
 from kclocal.data import by_date
 from kcprice import registry
+from tests.integration.conftest import operator_env, run_cli
 
 SEED = by_date(before="20150101", step=2)
 
@@ -49,7 +50,8 @@ def test_a_retrain_killed_mid_flight_goes_to_the_failure_queue_not_to_success(aw
     assert [a["attempt"] for a in attempts] == [1, 2, 3] and not any(a["ok"] for a in attempts)
 
     queue = stack.client("sqs").get_queue_url(QueueName=stack.spec.queues["FailureQueue"])["QueueUrl"]
-    (message,) = stack.client("sqs").receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+    sqs = stack.client("sqs")
+    (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
     record = json.loads(message["Body"])
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 3
@@ -69,5 +71,19 @@ def test_a_retrain_killed_mid_flight_goes_to_the_failure_queue_not_to_success(aw
         UpdateExpression="SET in_progress_expiration = :t",
         ExpressionAttributeValues={":t": {"N": str(int(time.time() * 1000) - 1)}},
     )
-    again = aws.invoke("RetrainFunction", record["requestPayload"])["outcomes"][0]
-    assert again["status"] == "promoted"
+
+    # What an operator sees and does (the same commands drive a deployed stack with --stack)
+    queue_url = stack.spec.queue_url("FailureQueue", stack.endpoint)
+    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    with operator_env(stack):
+        (listed,) = run_cli(["failures", "list"])
+        assert listed["function"] == stack.spec.functions["RetrainFunction"].physical
+        assert listed["upload_keys"] == ["incoming/killed.csv"] and listed["attempts"] == 3
+        assert listed["error_type"] == "IdempotencyAlreadyInProgressError" and listed["condition"] == "RetriesExhausted"
+        (upload,) = run_cli(["uploads", "list"])
+        assert upload["key"] == "incoming/killed.csv" and upload["outcome"] == "failed"
+        (redriven,) = run_cli(["failures", "redrive"])
+        assert redriven["upload_keys"] == ["incoming/killed.csv"]
+        assert run_cli(["failures", "list"]) == []  # deleted once the function took the event
+        wait(lambda: run_cli(["uploads", "list"])[0]["outcome"] == "promoted", 300, every=1)
+    assert registry.read_champion(aws.s3, aws.bucket)[0] is not None

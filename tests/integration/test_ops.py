@@ -2,6 +2,7 @@
 
 import pytest
 
+from kclocal.template import ROOT
 from kcprice.errors import ArtifactIntegrityError, NoModelError
 from kcprice.ops import delete_bucket, empty_bucket
 
@@ -67,3 +68,41 @@ def test_a_tampered_version_is_never_promoted(aws, small_model):
     with pytest.raises(ArtifactIntegrityError):
         ops.promote_version(aws.s3, aws.bucket, "v2", "forward", "me")
     assert registry.read_champion(aws.s3, aws.bucket)[0]["version"] == "v1"
+
+
+def test_the_operator_commands_drive_the_local_stack(aws, small_model):
+    """`eval "$(kcprice-local env)"`, then the commands an operator runs against a deployed stack (--stack)."""
+    import time
+
+    from kclocal.data import inventory, stride
+    from kcprice import ops, registry
+    from tests.integration.conftest import operator_env, run_cli
+
+    aws.invoke("RetrainFunction", aws.upload("incoming/bad.csv", b"bedrooms,price\n3,abc\n"))
+    aws.upload("incoming/later.csv", stride(200))  # not run yet (the local test stack delivers no notifications)
+    with operator_env(aws.stack):
+        listed = {u["key"]: u for u in run_cli(["uploads", "list"])}
+        assert listed["incoming/bad.csv"]["outcome"] == "rejected"
+        assert listed["incoming/bad.csv"]["report"] == "rejected/incoming/bad.csv.json"
+        assert listed["incoming/later.csv"]["outcome"] == "pending"
+        retried = run_cli(["uploads", "retry", "incoming/later.csv"])
+        assert retried["status"] == 202  # queued, as S3's notification would
+        deadline = time.monotonic() + 120
+        while (outcome := run_cli(["uploads", "list"])[0]["outcome"]) == "pending" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert outcome == "accepted"  # valid sales, too few to train on: kept for the next upload
+
+        with pytest.raises(SystemExit, match="no_model"):  # nothing to price with yet: a failed run, said so
+            run_cli(["precompute", "run", "--wait"])
+        registry.publish_version(aws.s3, aws.bucket, small_model.artifact, small_model.meta)
+        run_cli(["models", "promote", small_model.meta["version"], "--reason", "first"])
+        assert run_cli(["models", "list"])[0]["champion"] is True
+        aws.s3.put_object(Bucket=aws.bucket, Key="inventory/houses.csv", Body=inventory(step=64))
+        done = run_cli(["precompute", "run", "--wait"])
+        assert done["status"] == "written" and done["items"] > 300
+        assert done["model_version"] == small_model.meta["version"]
+
+        smoke = run_cli(["smoke", "--events", str(ROOT / "events")])  # the API's URL from KCPRICE_API_URL
+        assert smoke["problems"] == [] and smoke["statuses"]["predict_post"] == 200
+        assert smoke["statuses"]["predict_house_price"] in (200, 404)
+    assert ops.list_versions(aws.s3, aws.bucket)[0]["version"] == small_model.meta["version"]

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from kcprice.cli import main
 
 
@@ -29,3 +31,19 @@ def test_predict_rejects_bad_house(tmp_path, house, capsys):
     f.write_text(json.dumps({"houses": [house]}))
     assert main(["predict", str(f), "--model", "unused.npz"]) == 2
     assert "zipcode" in capsys.readouterr().err
+
+
+def test_operator_commands_say_what_is_missing(monkeypatch, capsys):
+    from kcprice.cli import OUTPUT_VARIABLES, main
+
+    for var in OUTPUT_VARIABLES.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    for argv, variable in (
+        (["failures", "list"], "KCPRICE_FAILURE_QUEUE_URL"),
+        (["uploads", "list"], "KCPRICE_BUCKET"),
+        (["precompute", "run"], "KCPRICE_PRECOMPUTE_FUNCTION"),
+        (["models", "list"], "KCPRICE_BUCKET"),
+    ):
+        with pytest.raises(SystemExit, match=variable):
+            main(argv)

@@ -156,12 +156,11 @@ class Bridge:
         with self._stats_lock:
             self.statuses[status] += 1
         req.send_response(status)
-        if self.cors:
-            if (origin := self._allowed_origin(req)) is not None:
-                headers["access-control-allow-origin"] = origin
-                if expose := self.cors.get("exposeHeaders"):
-                    headers["access-control-expose-headers"] = ",".join(expose)
-                headers.setdefault("vary", "Origin")
+        if (origin := self._allowed_origin(req)) is not None:  # None without CORS configured
+            headers["access-control-allow-origin"] = origin
+            if expose := self.cors.get("exposeHeaders"):
+                headers["access-control-expose-headers"] = ",".join(expose)
+            headers.setdefault("vary", "Origin")
         headers = {**headers, "content-length": str(len(body))}
         for k, v in headers.items():
             if k not in ("transfer-encoding", "connection"):

@@ -107,13 +107,35 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0 if report["decision"] in ("promoted", "refused", "duplicate", "accepted") else 1
 
 
-def cmd_env(args: argparse.Namespace) -> int:
-    from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
+def local_outputs(endpoint: str, api: str) -> dict[str, str]:
+    """The local stack's equivalents of the template's Outputs (names are deterministic locally)."""
+    from kclocal import template
 
-    print(
-        f"export AWS_ENDPOINT_URL={args.endpoint} AWS_ACCESS_KEY_ID={ADMIN_KEY} "
-        f"AWS_SECRET_ACCESS_KEY={ADMIN_SECRET} AWS_DEFAULT_REGION=us-east-1"
-    )
+    spec = template.load(endpoint=endpoint)
+    return {
+        "BucketName": spec.bucket,
+        "FailureQueueUrl": spec.queue_url("FailureQueue", endpoint),
+        "RetrainFunctionName": spec.functions["RetrainFunction"].physical,
+        "PrecomputeFunctionName": spec.functions["PrecomputeFunction"].physical,
+        "ApiUrl": api,
+    }
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Exports for boto3, the AWS CLI and `kcprice` (its operator commands read the KCPRICE_* variables)."""
+    import shlex
+
+    from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
+    from kcprice.cli import OUTPUT_VARIABLES
+
+    values = {
+        "AWS_ENDPOINT_URL": args.endpoint,
+        "AWS_ACCESS_KEY_ID": ADMIN_KEY,
+        "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **{OUTPUT_VARIABLES[k]: v for k, v in local_outputs(args.endpoint, args.api).items()},
+    }
+    print("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items()))
     return 0
 
 
@@ -187,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     upl.add_argument("--endpoint", default=endpoint)
     upl.add_argument("--bucket", default=LOCAL_BUCKET)
     upl.set_defaults(func=cmd_upload)
-    env = sub.add_parser("env", help="print exports that point the AWS CLI and boto3 at the local stack")
+    env = sub.add_parser("env", help="print exports that point the AWS CLI, boto3 and kcprice at the local stack")
     env.add_argument("--endpoint", default=endpoint)
+    env.add_argument("--api", default=f"http://127.0.0.1:{os.environ.get('API_PORT', '4567')}")
     env.set_defaults(func=cmd_env)
     cr = sub.add_parser("credentials", help="print exports of a function's role credentials on the local endpoint")
-    cr.add_argument("function", choices=["PredictFunction", "PrecomputeFunction", "RetrainFunction"])
+    cr.add_argument(
+        "function", choices=["PredictFunction", "PrecomputeFunction", "RetrainFunction", "PreTrafficHookFunction"]
+    )
     cr.add_argument("--endpoint", default=endpoint)
     cr.set_defaults(func=cmd_credentials)
     load = sub.add_parser("load", help="headless locust run (default: a fresh local stack on loopback)")

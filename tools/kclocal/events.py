@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -82,38 +81,9 @@ def _is_text(raw: bytes) -> bool:
 def s3_event(
     bucket: str, key: str, etag: str, size: int, event_name: str = "ObjectCreated:Put", version_id: str | None = None
 ) -> dict:
-    from urllib.parse import quote_plus
+    from kcprice.ops import s3_event as event
 
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": LOCAL_REGION,
-                "eventTime": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "eventName": event_name,
-                "userIdentity": {"principalId": "EXAMPLE"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16], "x-amz-id-2": "EXAMPLE"},
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "local",
-                    "bucket": {
-                        "name": bucket,
-                        "ownerIdentity": {"principalId": "EXAMPLE"},
-                        "arn": f"arn:aws:s3:::{bucket}",
-                    },
-                    "object": {
-                        "key": quote_plus(key, safe="/"),
-                        "size": size,
-                        "eTag": etag.strip('"'),
-                        **({"versionId": version_id} if version_id else {}),
-                        "sequencer": f"{time.time_ns():X}",
-                    },
-                },
-            }
-        ]
-    }
+    return event(bucket, key, etag, size, LOCAL_REGION, event_name, version_id)
 
 
 def schedule_event() -> dict:

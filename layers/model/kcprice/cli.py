@@ -89,24 +89,67 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_target(args: argparse.Namespace):
-    """(s3 client, bucket, caller identity): the bucket named, or the stack's; the endpoint from AWS_ENDPOINT_URL
-    like every boto3 client (`eval "$(kcprice-local env)"` for the local stack)."""
-    import boto3
+# Where operator commands act: a deployed stack's outputs (--stack, read from CloudFormation) or, without --stack,
+# these variables (`eval "$(kcprice-local env)"` sets them for the local stack); --bucket overrides the bucket.
+OUTPUT_VARIABLES = {
+    "BucketName": "KCPRICE_BUCKET",
+    "FailureQueueUrl": "KCPRICE_FAILURE_QUEUE_URL",
+    "RetrainFunctionName": "KCPRICE_RETRAIN_FUNCTION",
+    "PrecomputeFunctionName": "KCPRICE_PRECOMPUTE_FUNCTION",
+    "ApiUrl": "KCPRICE_API_URL",
+}
 
-    from kcprice.ops import stack_outputs
 
-    session = boto3.Session(region_name=args.region)
-    bucket = args.bucket or stack_outputs(session.client("cloudformation"), args.stack)["BucketName"]
-    who = session.client("sts").get_caller_identity()["Arn"]
-    return session.client("s3"), bucket, who
+class Target:
+    """A stack to operate on: boto3 session (endpoint from AWS_ENDPOINT_URL, like every boto3 client) and outputs."""
+
+    def __init__(self, args: argparse.Namespace):
+        import os
+
+        import boto3
+
+        from kcprice.ops import stack_outputs
+
+        self.session = boto3.Session(region_name=getattr(args, "region", None))
+        self.stack = getattr(args, "stack", None)
+        if self.stack:
+            self.outputs = stack_outputs(self.session.client("cloudformation"), self.stack)
+        else:
+            self.outputs = {k: os.environ[v] for k, v in OUTPUT_VARIABLES.items() if os.environ.get(v)}
+        if getattr(args, "bucket", None):
+            self.outputs["BucketName"] = args.bucket
+
+    def output(self, name: str) -> str:
+        if name not in self.outputs:
+            raise SystemExit(
+                f"kcprice: no {name}: pass --stack NAME (a deployed stack), or set {OUTPUT_VARIABLES[name]} "
+                '(`eval "$(kcprice-local env)"` sets it for the local stack)'
+            )
+        return self.outputs[name]
+
+    def client(self, service: str, config=None):
+        return self.session.client(service, config=config)  # type: ignore[call-overload]
+
+    @property
+    def region(self) -> str:
+        return self.session.region_name or "us-east-1"
+
+    def caller(self) -> str:
+        return self.client("sts").get_caller_identity()["Arn"]
+
+
+def _print(out: object) -> int:
+    print(json.dumps(out, indent=2, default=str))
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from kcprice import ops, registry
     from kcprice.errors import ChampionChangedError, KcPriceError
 
-    s3, bucket, who = _registry_target(args)
+    target = Target(args)
+    bucket = target.output("BucketName")
+    s3 = target.client("s3")
     try:
         if args.models_cmd == "list":
             out: object = ops.list_versions(s3, bucket)
@@ -115,17 +158,112 @@ def cmd_models(args: argparse.Namespace) -> int:
         elif args.models_cmd == "history":
             out = ops.champion_history(s3, bucket)
         elif args.models_cmd == "promote":
-            out = ops.promote_version(s3, bucket, args.version, args.reason, who)
+            out = ops.promote_version(s3, bucket, args.version, args.reason, target.caller())
         else:
-            out = ops.rollback(s3, bucket, args.reason, who)
+            out = ops.rollback(s3, bucket, args.reason, target.caller())
     except ChampionChangedError:
         _log("the champion changed meanwhile (a retrain promoted one): look again, then retry")
         return 1
     except (KcPriceError, ValueError) as e:
         _log(f"refused: {e}")
         return 1
-    print(json.dumps(out, indent=2, default=str))
-    return 0
+    return _print(out)
+
+
+def cmd_uploads(args: argparse.Namespace) -> int:
+    from kcprice import ops
+
+    target = Target(args)
+    bucket = target.output("BucketName")
+    s3 = target.client("s3")
+    if args.uploads_cmd == "list":
+        failed: frozenset[str] = frozenset()
+        if "FailureQueueUrl" in target.outputs:
+            events = ops.failed_events(target.client("sqs"), target.output("FailureQueueUrl"))
+            failed = frozenset(k for f in events for k in f["upload_keys"])
+        return _print(ops.upload_outcomes(s3, bucket, args.limit, failed))
+    lam = target.client("lambda")
+    return _print(ops.retry_upload(s3, lam, bucket, target.output("RetrainFunctionName"), args.key, target.region))
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from kcprice import ops
+
+    target = Target(args)
+    queue = target.output("FailureQueueUrl")
+    sqs = target.client("sqs")
+    if args.failures_cmd == "list":
+        listed = ops.failed_events(sqs, queue)
+        return _print(listed if args.full else [{k: v for k, v in f.items() if k != "request_payload"} for f in listed])
+    # Only the stack's own asynchronous functions: a record naming anything else stays in the queue.
+    ours = {target.output("RetrainFunctionName"), target.output("PrecomputeFunctionName")}
+    done = ops.redrive_failures(sqs, target.client("lambda"), queue, ours)
+    _log(f"redrove {len(done)} failed event(s)")
+    return _print(done)
+
+
+def cmd_precompute(args: argparse.Namespace) -> int:
+    from botocore.config import Config
+
+    target = Target(args)
+    function = target.output("PrecomputeFunctionName")
+    # A run takes up to the function's 15 minutes: wait that long for the answer (botocore waits 60 s by default).
+    lam = target.client("lambda", config=Config(read_timeout=960, retries={"max_attempts": 1}))
+    event = {"inventory_key": args.inventory} if args.inventory else {}
+    kind = "RequestResponse" if args.wait else "Event"
+    out = lam.invoke(FunctionName=function, InvocationType=kind, Payload=json.dumps(event).encode())
+    if not args.wait:
+        _log("precompute started (asynchronously): `kcprice precompute run --wait` waits for its result")
+        return _print({"status": out["StatusCode"]})
+    result = json.loads(out["Payload"].read() or b"null")
+    _print(result)
+    return 1 if out.get("FunctionError") or (result or {}).get("status") != "written" else 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    """The PreTraffic hook's checks, over HTTPS against a deployed API (or the local one)."""
+    import urllib.error
+    import urllib.request
+
+    from kcprice import smoke
+
+    target = Target(args)
+    url = (args.url or target.output("ApiUrl")).rstrip("/")
+    signer = None
+    if args.sigv4:  # ApiAuth=AWS_IAM: sign as the caller (execute-api:Invoke)
+        from botocore.auth import SigV4Auth
+
+        credentials = target.session.get_credentials()
+        if credentials is None:
+            raise SystemExit("kcprice smoke --sigv4: no AWS credentials to sign with")
+        signer = SigV4Auth(credentials, "execute-api", target.region)
+
+    def call(case: smoke.Case) -> smoke.Answer:
+        from botocore.awsrequest import AWSRequest
+
+        headers = {**case.headers, "user-agent": "kcprice-smoke"}
+        if args.token:
+            headers["authorization"] = f"Bearer {args.token}"
+        body = case.body if case.method == "POST" else None
+        if signer is not None:
+            request = AWSRequest(method=case.method, url=url + case.path, data=body or b"", headers=headers)
+            signer.add_auth(request)
+            headers = dict(request.headers.items())
+        req = urllib.request.Request(url + case.path, data=body, method=case.method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return smoke.Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
+        except urllib.error.HTTPError as e:
+            return smoke.Answer(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
+
+    problems, statuses = smoke.run(call, smoke.cases(Path(args.events)))
+    _print({"url": url, "statuses": statuses, "problems": problems})
+    return 1 if problems else 0
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", help="a deployed stack: its outputs name the bucket, queue and functions")
+    parser.add_argument("--region")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,15 +300,45 @@ def main(argv: list[str] | None = None) -> int:
         ("rollback", "back to the champion before this one"),
     ):
         c = m_sub.add_parser(name, help=what)
-        where = c.add_mutually_exclusive_group(required=True)
-        where.add_argument("--stack", help="the stack whose BucketName output to use")
-        where.add_argument("--bucket", help="the data bucket itself")
-        c.add_argument("--region")
+        _where(c)
+        c.add_argument("--bucket", help="the data bucket itself (instead of the stack's)")
         if name in ("show", "promote"):
             c.add_argument("version")
         if name in ("promote", "rollback"):
             c.add_argument("--reason", required=True, help="why: kept in the pointer with who did it")
         c.set_defaults(func=cmd_models)
+    u = sub.add_parser("uploads", help="sales files under incoming/: what became of each, run one again")
+    u_sub = u.add_subparsers(dest="uploads_cmd", required=True)
+    ul = u_sub.add_parser("list", help="newest first: promoted/refused/accepted/duplicate/rejected/failed/pending")
+    ul.add_argument("--limit", type=int, default=20)
+    ur = u_sub.add_parser("retry", help="run retrain again on an upload whose run failed (idempotent per version)")
+    ur.add_argument("key", help="e.g. incoming/sales-2015-06.csv")
+    for c in (ul, ur):
+        _where(c)
+        c.add_argument("--bucket", help="the data bucket itself (instead of the stack's)")
+        c.set_defaults(func=cmd_uploads)
+    f = sub.add_parser("failures", help="events that failed every attempt (the failure queue)")
+    f_sub = f.add_subparsers(dest="failures_cmd", required=True)
+    fl = f_sub.add_parser("list", help="each failed event: function, error, upload keys (left in the queue)")
+    fl.add_argument("--full", action="store_true", help="with each event's payload")
+    fr = f_sub.add_parser("redrive", help="send each failed event back to its function, then delete it")
+    for c in (fl, fr):
+        _where(c)
+        c.set_defaults(func=cmd_failures)
+    pc = sub.add_parser("precompute", help="price the inventory now")
+    pc_sub = pc.add_subparsers(dest="precompute_cmd", required=True)
+    pr = pc_sub.add_parser("run", help="invoke the precompute function (asynchronously unless --wait)")
+    pr.add_argument("--inventory", help="an inventory key other than inventory/houses.csv")
+    pr.add_argument("--wait", action="store_true", help="wait for the result (up to 15 minutes)")
+    _where(pr)
+    pr.set_defaults(func=cmd_precompute)
+    sm = sub.add_parser("smoke", help="the PreTraffic hook's checks against a running API (events/ requests)")
+    sm.add_argument("--url", help="the API's base URL (default: the stack's ApiUrl output)")
+    sm.add_argument("--events", default="events", help="the folder of predict_*.json events")
+    sm.add_argument("--token", help="a JWT for an API with ApiAuth=JWT")
+    sm.add_argument("--sigv4", action="store_true", help="sign requests (ApiAuth=AWS_IAM)")
+    _where(sm)
+    sm.set_defaults(func=cmd_smoke)
     args = p.parse_args(argv)
     return args.func(args)
 
