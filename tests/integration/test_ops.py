@@ -85,10 +85,16 @@ def test_the_operator_commands_drive_the_local_stack(aws, small_model):
         assert listed["incoming/bad.csv"]["outcome"] == "rejected"
         assert listed["incoming/bad.csv"]["report"] == "rejected/incoming/bad.csv.json"
         assert listed["incoming/later.csv"]["outcome"] == "pending"
+        (full,) = [u for u in run_cli(["uploads", "list", "--full"]) if u["key"] == "incoming/bad.csv"]
+        assert full["report_document"]["validation"]["ok"] is False
         retried = run_cli(["uploads", "retry", "incoming/later.csv"])
         assert retried["status"] == 202  # queued, as S3's notification would
         deadline = time.monotonic() + 120
-        while (outcome := run_cli(["uploads", "list"])[0]["outcome"]) == "pending" and time.monotonic() < deadline:
+
+        def later() -> str:  # (S3 times uploads to the second: both may be "newest")
+            return {u["key"]: u for u in run_cli(["uploads", "list"])}["incoming/later.csv"]["outcome"]
+
+        while (outcome := later()) == "pending" and time.monotonic() < deadline:
             time.sleep(0.5)
         assert outcome == "accepted"  # valid sales, too few to train on: kept for the next upload
 
@@ -96,7 +102,8 @@ def test_the_operator_commands_drive_the_local_stack(aws, small_model):
             run_cli(["precompute", "run", "--wait"])
         registry.publish_version(aws.s3, aws.bucket, small_model.artifact, small_model.meta)
         run_cli(["models", "promote", small_model.meta["version"], "--reason", "first"])
-        assert run_cli(["models", "list"])[0]["champion"] is True
+        (listed_model,) = run_cli(["models", "list"])
+        assert listed_model["champion"] is True and listed_model["source_key"] == "tests"
         aws.s3.put_object(Bucket=aws.bucket, Key="inventory/houses.csv", Body=inventory(step=64))
         done = run_cli(["precompute", "run", "--wait"])
         assert done["status"] == "written" and done["items"] > 300

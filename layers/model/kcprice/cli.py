@@ -181,7 +181,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         if "FailureQueueUrl" in target.outputs:
             events = ops.failed_events(target.client("sqs"), target.output("FailureQueueUrl"))
             failed = frozenset(k for f in events for k in f["upload_keys"])
-        return _print(ops.upload_outcomes(s3, bucket, args.limit, failed))
+        return _print(ops.upload_outcomes(s3, bucket, args.limit, failed, full=args.full))
     lam = target.client("lambda")
     return _print(ops.retry_upload(s3, lam, bucket, target.output("RetrainFunctionName"), args.key, target.region))
 
@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     u_sub = u.add_subparsers(dest="uploads_cmd", required=True)
     ul = u_sub.add_parser("list", help="newest first: promoted/refused/accepted/duplicate/rejected/failed/pending")
     ul.add_argument("--limit", type=int, default=20)
+    ul.add_argument("--full", action="store_true", help="with each upload's whole report (validation, gate, drift)")
     ur = u_sub.add_parser("retry", help="run retrain again on an upload whose run failed (idempotent per version)")
     ur.add_argument("key", help="e.g. incoming/sales-2015-06.csv")
     for c in (ul, ur):

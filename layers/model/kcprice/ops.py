@@ -109,6 +109,8 @@ def list_versions(s3, bucket: str) -> list[dict[str, Any]]:
                     "version": version,
                     "created_at": meta.get("created_at"),
                     "champion": bool(pointer and pointer["version"] == version),
+                    "holdout_mape": (meta.get("holdout") or {}).get("challenger", {}).get("mape"),
+                    "metrics": meta.get("metrics") or None,
                     "rows": lineage.get("dataset_rows") or meta.get("n_train"),
                     "source_key": lineage.get("source_key"),
                     "parent_version": lineage.get("parent_version"),
@@ -181,7 +183,9 @@ def _json_or_none(s3, bucket: str, key: str) -> dict | None:
         return None
 
 
-def upload_outcomes(s3, bucket: str, limit: int = 20, failed_keys: frozenset[str] = frozenset()) -> list[dict]:
+def upload_outcomes(
+    s3, bucket: str, limit: int = 20, failed_keys: frozenset[str] = frozenset(), full: bool = False
+) -> list[dict]:
     """The newest uploads under incoming/ and what became of each: its report's decision (promoted, refused,
     accepted, duplicate, rejected, quarantined), `failed` when its event is in the failure queue, `pending` when
     there is neither (still running, or not started). A report about an older version of the key says so."""
@@ -211,6 +215,7 @@ def upload_outcomes(s3, bucket: str, limit: int = 20, failed_keys: frozenset[str
                 "reason": (doc or {}).get("reason"),
                 "report": report_key,
                 "challenger_version": (doc or {}).get("challenger_version"),
+                **({"report_document": doc} if full else {}),
             }
         )
     return out

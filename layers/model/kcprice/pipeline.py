@@ -238,12 +238,12 @@ def count_not_promoted(ddb, table: str, status: str) -> int | None:
             Key={"id": {"S": STREAK_ID}},
             UpdateExpression=update,
             ExpressionAttributeValues={":v": {"N": "0" if status == "promoted" else "1"}},
-            ReturnValues="UPDATED_NEW",
+            ReturnValues="ALL_NEW",  # the item as written (UPDATED_NEW may leave out a value SET to what it was)
         )
-    except (ClientError, BotoCoreError):
+        return int(out["Attributes"]["n"]["N"])
+    except (ClientError, BotoCoreError, KeyError, ValueError):
         log.exception("could not count uploads without a promotion")
         return None
-    return int(out["Attributes"]["n"]["N"])
 
 
 def retrain(
