@@ -356,3 +356,30 @@ def test_the_metric_names_the_alarms_watch_are_the_ones_the_functions_publish():
     code = "".join((template.ROOT / "functions" / f / "app.py").read_text() for f in ("retrain", "precompute"))
     for metric in ("UploadsNotPromotedInARow", "InventoryMaxPSI", "UploadMaxPSI"):
         assert f'"{metric}"' in code, metric
+
+
+def test_the_sam_local_env_file_names_every_function_as_the_template_does():
+    """`sam local invoke --env-vars events/env.sam-local.json` (make sam-local checks it too, but needs Docker)."""
+    import json
+
+    from kclocal.samlocal import ENV_FILE, env_vars, local_spec
+
+    assert json.loads(ENV_FILE.read_text()) == env_vars(local_spec("http://127.0.0.1:4566"))
+    assert set(json.loads(ENV_FILE.read_text())) == set(FUNCTIONS)
+
+
+def test_parameters_that_reach_a_function_environment_resolve_under_sam_local():
+    """`sam local` stringifies an environment value it could not resolve to "" (a float parameter default is one
+    such: found by make sam-local), so each parameter a function reads has a string or integer default."""
+    import re
+
+    text = (template.ROOT / "template.yaml").read_text()
+    referenced = set()
+    for fn in [SPEC.raw["Globals"]["Function"], *FUNCTIONS.values()]:
+        env = (fn.get("Properties", fn)).get("Environment", {}).get("Variables", {})
+        referenced |= {v["Ref"] for v in env.values() if isinstance(v, dict) and "Ref" in v}
+    params = SPEC.raw["Parameters"]
+    assert "DriftAlarmPsi" in referenced and "ModelTtlSeconds" in referenced
+    for name in referenced & set(params):
+        assert not isinstance(params[name].get("Default"), float), name
+    assert re.search(r"DriftAlarmPsi:\n    Type: Number\n    Default: \"0.2\"", text)

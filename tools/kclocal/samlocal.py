@@ -279,6 +279,7 @@ def check(name: str, result: dict) -> str:
     if name.startswith("precompute_"):
         assert result["status"] == "written" and result["items"] > 0, result
         return f"{result['items']:,} prices by {result['model_version']}"
+    assert "outcomes" in result, result
     (outcome,) = result["outcomes"]
     assert outcome["status"] in ("promoted", "refused", "duplicate"), result
     return f"{outcome['status']} {outcome.get('version')}"
