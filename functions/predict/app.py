@@ -32,6 +32,7 @@ from kcprice.schema import (
     Prediction,
     PredictRequest,
     PredictResponse,
+    valuation,
 )
 from kcprice.storage import get_price, is_transient
 
@@ -161,11 +162,14 @@ def _typed_body(app: APIGatewayHttpResolver, next_middleware):
 def predict(request: PredictRequest):  # no return annotation: the body is serialized here, once
     t0 = time.perf_counter()
     model, _ = _champion()
-    prices = model.predict_houses(request.houses)
-    metrics.add_metric("HousesPriced", MetricUnit.Count, len(prices))
+    v = model.value_houses(request.houses, request.coverage)
+    metrics.add_metric("HousesPriced", MetricUnit.Count, len(v["price"]))
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
-    body = PredictResponse(model_version=model.version, predictions=[Prediction(price=round(p, 2)) for p in prices])
-    return Response(200, content_types.APPLICATION_JSON, body.model_dump_json())
+    c = request.coverage
+    rows = zip(v["price"].tolist(), v["low"].tolist(), v["high"].tolist(), v["fsd"].tolist(), strict=True)
+    predictions = [Prediction(**valuation(*row, c)) for row in rows]
+    body = PredictResponse(model_version=model.version, predictions=predictions)
+    return Response(200, content_types.APPLICATION_JSON, body.model_dump_json(exclude_none=True))
 
 
 @app.get(

@@ -74,18 +74,23 @@ def test_precomputed_prices_equal_the_api_answer_for_every_house(aws, champion):
     aws.invoke("PrecomputeFunction", {})
     rows = list(csv.DictReader(io.StringIO(INVENTORY.decode())))
     event = load_event("predict_post.json")
+    # ... and the same range and confidence (the 80% range is the one stored)
     stored = {
-        item["house_id"]["S"]: float(item["price"]["N"])
+        item["house_id"]["S"]: tuple(float(item[k]["N"]) for k in ("price", "low", "high", "fsd"))
         for page in aws.ddb.get_paginator("scan").paginate(TableName=aws.table)
         for item in page["Items"]
     }
     mismatched = []
     for row in rows:
         event["body"] = json.dumps({"houses": [{k: float(row[k]) for k in FIELDS}]})
-        live = json.loads(aws.invoke("PredictFunction", event)["body"])["predictions"][0]["price"]
+        p = json.loads(aws.invoke("PredictFunction", event)["body"])["predictions"][0]
+        live = (p["price"], p["low"], p["high"], p["confidence"]["fsd_percent"])
         if stored[row["id"]] != live:
             mismatched.append((row["id"], stored[row["id"]], live))
     assert len(rows) == len(stored) == N_HOUSES and mismatched == []
+    house = get_price(aws.ddb, aws.table, rows[0]["id"])
+    assert (house["price"], house["low"], house["high"]) == stored[rows[0]["id"]][:3]
+    assert house["coverage"] == 0.8 and house["confidence"]["grade"] in ("high", "medium", "low")
 
 
 def test_no_inventory_is_reported_not_crashed(aws, small_model):

@@ -52,6 +52,24 @@ def test_predict_names_the_model_version(aws, champion):
     assert 100_000 < body["predictions"][0]["price"] < 500_000
 
 
+def test_each_valuation_has_a_range_at_the_asked_coverage_and_a_confidence(aws, champion):
+    event = load_event("predict_post.json")
+    status, body = call(aws, event)
+    p80 = body["predictions"][0]
+    assert p80["low"] < p80["price"] < p80["high"] and p80["coverage"] == 0.8
+    fsd = p80["confidence"]["fsd_percent"]
+    assert 0 < fsd < 100 and p80["confidence"]["grade"] == ("high" if fsd <= 10 else "medium" if fsd <= 20 else "low")
+    request = json.loads(event["body"])
+    event["body"] = json.dumps({**request, "coverage": 0.9})
+    status, body = call(aws, event)
+    p90 = body["predictions"][0]
+    assert status == 200 and p90["price"] == p80["price"] and p90["low"] < p80["low"] and p90["high"] > p80["high"]
+    for bad in (0.5, "0.9", 90):
+        event["body"] = json.dumps({**request, "coverage": bad})
+        status, body = call(aws, event)
+        assert status == 422 and "coverage" in body["message"], body
+
+
 def test_predict_many(aws, champion):
     house = json.loads(load_event("predict_post.json")["body"])["houses"][0]
     houses = [dict(house, sqft_living=s, sqft_above=s) for s in (900, 1500, 3000)]
@@ -190,6 +208,9 @@ def test_model_and_health_and_openapi(aws, retrained):
     assert body == {"status": "ok", "model_version": champion}
     status, spec = call(aws, load_event("predict_openapi.json"))
     assert status == 200 and {"/predict", "/houses/{house_id}/price", "/model", "/health"} <= set(spec["paths"])
+    fields = spec["components"]["schemas"]["Prediction"]["properties"]
+    assert {"price", "low", "high", "coverage", "confidence"} <= set(fields)  # every new field is documented
+    assert "coverage" in spec["components"]["schemas"]["PredictRequest"]["properties"]
     post = spec["paths"]["/predict"]["post"]  # the hot route parses its own body; the document must still say so
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
     assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictResponse")

@@ -54,3 +54,29 @@ def test_model_card(trained, kc_sales):
     importance = card.permutation_importance(trained.predictor, ref)
     top = list(importance)[:4]
     assert {"lat", "sqft_living", "grade"} & set(top), importance  # location and size dominate
+
+
+def test_value_ranges_cover_what_they_say_on_held_out_sales(trained):
+    """Measured on the random and the temporal split's test sales (4,323 each: the binomial spread of an 80%
+    coverage is 0.6 point); the goal is within 2 points of nominal (docs/model.md has the figures), the guard 3."""
+    for split in ("random", "temporal"):
+        for k, r in trained.meta["metrics"][split]["ranges"].items():
+            assert abs(r["coverage"] - float(k) * 100) <= 3.0, (split, k, r["coverage"])
+            assert 10 < r["median_relative_width"] < 80, r
+    widths = trained.meta["metrics"]["random"]["ranges"]
+    assert widths["0.90"]["median_relative_width"] > widths["0.80"]["median_relative_width"]
+
+
+def test_ranges_adapt_to_the_house_and_the_one_row_path_equals_the_batch(trained, kc_sales):
+    predictor = trained.predictor
+    batch = predictor.value_raw(kc_sales.raw)
+    assert np.isfinite(batch["low"]).all() and np.isfinite(batch["high"]).all()
+    assert (batch["low"] < batch["price"]).all() and (batch["price"] < batch["high"]).all()
+    width = batch["high"] / batch["low"]
+    assert np.percentile(width, 90) > 1.3 * np.percentile(width, 10)  # not one width for every house
+    for i in range(0, len(kc_sales), 997):
+        one = predictor.value_raw(kc_sales.raw[i : i + 1])
+        for k in ("price", "low", "high", "fsd"):
+            assert one[k][0] == batch[k][i], (k, i)
+    wide = predictor.value_raw(kc_sales.raw[:50], coverage=0.9)
+    assert (wide["low"] < batch["low"][:50]).all() and (wide["high"] > batch["high"][:50]).all()

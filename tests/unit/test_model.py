@@ -160,3 +160,73 @@ def test_serving_imports_neither_sklearn_scipy_nor_pydantic(small_model, tmp_pat
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     np.testing.assert_allclose(json.loads(out.stdout), small_model.predictor.predict_raw(kc_sales.raw[:2]), rtol=1e-12)
+
+
+def test_conformal_quantiles_take_the_finite_sample_order_statistics():
+    import numpy as np
+
+    from kcprice.ranges import conformal_quantiles
+
+    scores = np.arange(1, 100, dtype=float)  # n = 99: the 90% range is the 5th and the 95th smallest
+    q = conformal_quantiles(scores, (0.8, 0.9))
+    assert q["0.90"] == [5.0, 95.0] and q["0.80"] == [10.0, 90.0]
+    rng = np.random.default_rng(0)
+    cal, new = rng.standard_normal(2000), rng.standard_normal(20000)
+    lo, hi = conformal_quantiles(cal, (0.8,))["0.80"]
+    assert abs(((new >= lo) & (new <= hi)).mean() - 0.8) < 0.03  # exchangeable scores: the nominal coverage
+
+
+def test_ranges_with_non_finite_values_are_refused_and_spread_is_bounded():
+    import numpy as np
+    import pytest
+
+    from kcprice.ranges import Ranges
+
+    info = {"spread_intercept": 0.0, "quantiles": {"0.80": [-1.0, 1.0], "0.90": [-2.0, 2.0]}}
+    with pytest.raises(ValueError, match="non-finite"):
+        Ranges(np.array([np.nan, 1.0]), info)
+    r = Ranges(np.array([1000.0, 0.0]), info)
+    assert np.isfinite(r.spread(np.array([[1e6, 0.0], [-1e6, 0.0]]))).all()
+
+
+def test_a_model_from_before_ranges_still_serves_its_price(small_model):
+    import io
+
+    import numpy as np
+
+    from kcprice.predictor import Predictor, artifact_bytes
+
+    with np.load(io.BytesIO(small_model.artifact), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k not in ("meta", "spread_coef")}
+    meta = {k: v for k, v in small_model.meta.items() if k not in ("ranges", "artifact_sha256")}
+    old = Predictor.from_bytes(artifact_bytes(arrays, meta))
+    assert old.ranges is None
+    new = small_model.predictor
+    raw = np.array(
+        [
+            new.meta["reference_distributions"]
+            and [
+                3,
+                1.0,
+                1180,
+                5650,
+                1.0,
+                0,
+                0,
+                3,
+                7,
+                1180,
+                0,
+                1955,
+                0,
+                98178,
+                47.5112,
+                -122.257,
+                1340,
+                5650,
+                new.default_day,
+            ]
+        ]
+    )
+    got, want = old.value_raw(raw), new.value_raw(raw)
+    assert got["price"][0] == want["price"][0] and np.isnan(got["low"][0]) and np.isfinite(want["low"][0])

@@ -103,12 +103,28 @@ def bench_block() -> str:
 
 def model_block() -> str:
     m = _load("model.json")
-    lines = [_row("split", "MAPE", "R2", "default HistGradientBoosting on log(price), same run")]
-    lines.append(_row("---", "---", "---", "---"))
+    head = ("split", "MAPE", "median APE", "within 5 / 10 / 20%", "R2", "default HistGradientBoosting (MAPE), same run")
+    lines = [_row(*head), _row(*["---"] * len(head))]
     for name, what in (("random", "random 80/20, seed 42"), ("temporal", "temporal: the latest 20% by date held out")):
         ours = m[name]
         base = f"{ours['baseline_mape']:.2f}%" if "baseline_mape" in ours else "not run"
-        lines.append(_row(what, f"{ours['mape']:.2f}%", f"{ours['r2']:.3f}", base))
+        within = " / ".join(f"{ours[f'within_{k}']:.1f}%" for k in (5, 10, 20)) if "within_5" in ours else "-"
+        median = f"{ours['median_ape']:.2f}%" if "median_ape" in ours else "-"
+        lines.append(_row(what, f"{ours['mape']:.2f}%", median, within, f"{ours['r2']:.3f}", base))
+    return "\n".join(lines) + "\n"
+
+
+def ranges_block() -> str:
+    """Coverage of the value ranges on both splits (kcprice.ranges), from the same run as the accuracy table."""
+    m = _load("model.json")
+    head = ("split", "range", "coverage", "median width", "coverage by price decile (lowest to highest)")
+    lines = [_row(*head), _row(*["---"] * len(head))]
+    for name in ("random", "temporal"):
+        for k, r in m[name].get("ranges", {}).items():
+            deciles = " ".join(f"{c:.0f}" for c in r["by_price_decile"])
+            lines.append(
+                _row(name, f"{float(k):.0%}", f"{r['coverage']:.1f}%", f"{r['median_relative_width']:.1f}%", deciles)
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -130,6 +146,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "demo": demo_block,
     "bench": bench_block,
     "model": model_block,
+    "ranges": ranges_block,
     "test-times": times_block,
 }
 

@@ -111,10 +111,11 @@ def _html(meta: dict, zips: list[dict], importance: dict, drift: dict | None, fi
         )
         return f"<table><tr>{head}</tr>{body}</table>"
 
-    splits = [{"split": k, **{m: v[m] for m in ("mape", "r2", "rmse", "mae", "n")}} for k, v in meta["metrics"].items()]
+    cols = ("mape", "median_ape", "within_5", "within_10", "within_20", "r2", "rmse", "mae", "n")
+    splits = [{"split": k, **{m: v.get(m) for m in cols}} for k, v in meta["metrics"].items()]
     hold = meta.get("holdout", {})
     gate = [
-        {"model": k, **{m: v[m] for m in ("mape", "r2", "rmse", "mae", "n")}}
+        {"model": k, **{m: v.get(m) for m in cols}}
         for k, v in (("challenger", hold.get("challenger")), ("champion", hold.get("champion")))
         if v
     ]
@@ -134,8 +135,8 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} img{{max-width:1
 <h1>Model {meta["version"]}</h1>
 <p>{meta["model"]} on {meta["target"]}, {meta["n_trees"]} trees of depth {meta["depth"]}, trained on
 {meta["n_rows"]:,} sales (data sha256 <code>{meta["data_sha256"][:16]}</code>), created {meta["created_at"]}.</p>
-<h2>Evaluation splits</h2>{table(splits, ["split", "mape", "r2", "rmse", "mae", "n"]) if splits else NOT_SPLIT}
-<h2>Reference holdout (promotion gate)</h2>{table(gate, ["model", "mape", "r2", "rmse", "mae", "n"]) if gate else ""}
+<h2>Evaluation splits</h2>{table(splits, ["split", *cols]) if splits else NOT_SPLIT}
+<h2>Reference holdout (promotion gate)</h2>{table(gate, ["model", *cols]) if gate else ""}
 <h2>Predictions</h2>{img("predicted_vs_actual.png")}{img("residuals.png")}
 <h2>Feature importance</h2>{img("importance.png")}
 <h2>Drift of the upload against the previous champion</h2>{drift_html}

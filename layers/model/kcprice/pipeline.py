@@ -585,13 +585,20 @@ def _precompute_with(s3, ddb, bucket, table, inventory_key, ttl_days, psi_thresh
     raw = houses.raw.copy()
     day = raw[:, -1]
     day[np.isnan(day)] = predictor.default_day
-    prices = predictor.predict_raw(raw)
+    values = predictor.value_raw(raw)  # the default (80%) range, as GET /houses/{id}/price answers it
     computed_at = int(now if now is not None else time.time())
     expires_at = computed_at + ttl_days * 86_400
     version = pointer["version"]
     items = (
-        price_item(str(i), p, version, computed_at, expires_at)
-        for i, p in zip(houses.ids.tolist(), prices.tolist(), strict=True)
+        price_item(str(i), p, version, computed_at, expires_at, lo, hi, fsd)
+        for i, p, lo, hi, fsd in zip(
+            houses.ids.tolist(),
+            values["price"].tolist(),
+            values["low"].tolist(),
+            values["high"].tolist(),
+            values["fsd"].tolist(),
+            strict=True,
+        )
     )
     total = len(houses)
 

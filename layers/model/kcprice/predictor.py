@@ -2,7 +2,8 @@
 
 Artifact = one .npz (loaded with allow_pickle=False, so it can carry no code) holding:
   feature (T, 2**D - 1) int, threshold (T, 2**D - 1) float64, leaf (T, 2**D) float64, baseline (),
-  grids (scales, ny, nx) float64, meta () unicode JSON.
+  grids (scales, ny, nx) float64, meta () unicode JSON; optionally spread_coef (n_features,) float64 with
+  meta["ranges"] (kcprice.ranges: value ranges and confidence).
 Trees are stored as perfect binary trees of depth D: a leaf shallower than D is padded with "always left"
 splits (threshold +inf), so every row takes exactly D vectorised steps through every tree at once.
 A row goes right when x > threshold, which is scikit-learn's `x <= threshold -> left` for finite x.
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kcprice.features import FEATURE_NAMES, MAP_NAMES, RAW_COLUMNS, LocationGrids, design_matrix
+from kcprice.ranges import DEFAULT_COVERAGE, Ranges
 
 _ARRAYS = ("feature", "threshold", "leaf", "baseline", "grids", "meta")
 _CHUNK = 512  # rows per traversal block: keeps the (rows x trees) index arrays inside the CPU cache
@@ -37,6 +39,7 @@ class Predictor:
     grids: LocationGrids
     meta: dict[str, Any]
     _flat: tuple = field(init=False, repr=False)
+    ranges: Ranges | None = field(default=None, init=False, repr=False)  # None: a model from before ranges
 
     def __post_init__(self) -> None:
         n_trees, n_internal = self.threshold.shape
@@ -78,6 +81,7 @@ class Predictor:
             if missing:
                 raise ValueError(f"artifact lacks arrays {sorted(missing)}")
             a = {k: z[k] for k in _ARRAYS}
+            spread_coef = z["spread_coef"] if "spread_coef" in z.files else None  # models before ranges lack it
         meta = json.loads(str(a["meta"]))
         _check_compatible(meta, a["grids"])
         # Nothing non-finite is ever served: a NaN leaf or map cell would price some houses NaN (thresholds are
@@ -86,7 +90,7 @@ class Predictor:
         bad += ["threshold"] * bool(np.isnan(a["threshold"]).any())
         if bad:
             raise ValueError(f"artifact {meta.get('version')} holds non-finite values in {', '.join(bad)}")
-        return cls(
+        model = cls(
             feature=a["feature"],
             threshold=a["threshold"],
             leaf=a["leaf"],
@@ -94,6 +98,11 @@ class Predictor:
             grids=LocationGrids(a["grids"]),
             meta=meta,
         )
+        if spread_coef is not None and meta.get("ranges"):
+            if spread_coef.shape != (len(FEATURE_NAMES),):
+                raise ValueError(f"artifact {meta.get('version')}: spread_coef has shape {spread_coef.shape}")
+            model.ranges = Ranges(spread_coef, meta["ranges"])
+        return model
 
     @classmethod
     def load(cls, path: str) -> Predictor:
@@ -131,6 +140,25 @@ class Predictor:
     def predict_houses(self, houses) -> list[float]:
         raw = np.array([h.raw_row(self.default_day) for h in houses], dtype=np.float64)
         return self.predict_raw(raw).tolist()
+
+    def value_raw(self, raw: np.ndarray, coverage: float = DEFAULT_COVERAGE) -> dict[str, np.ndarray]:
+        """Values with their range at `coverage` and the forecast standard deviation (percent); without ranges in
+        the artifact, low/high/fsd are NaN (the callers say null)."""
+        features = design_matrix(raw, self.grids)
+        log_value = self.raw_scores(features)
+        out = {"price": np.exp(log_value)}
+        if self.ranges is None:
+            nan = np.full(len(log_value), np.nan)
+            out.update(low=nan, high=nan, fsd=nan)
+            return out
+        spread = self.ranges.spread(features)
+        out["low"], out["high"] = self.ranges.bounds(log_value, spread, coverage)
+        out["fsd"] = self.ranges.fsd(spread)
+        return out
+
+    def value_houses(self, houses, coverage: float = DEFAULT_COVERAGE) -> dict[str, np.ndarray]:
+        raw = np.array([h.raw_row(self.default_day) for h in houses], dtype=np.float64)
+        return self.value_raw(raw, coverage)
 
 
 def _check_compatible(meta: dict[str, Any], grids: np.ndarray) -> None:

@@ -9,11 +9,13 @@ number written 1180.0 is a whole number (as in JSON Schema). What JSON Schema ca
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from kcprice.fields import BOUNDS, DATE_MAX, DATE_MIN, DATE_RULE, EPOCH, FIELDS, MAX_BATCH, describe, rule_violations
+from kcprice.ranges import COVERAGES, grade
 
 STEPPED = tuple(name for name, (_, _, step) in BOUNDS.items() if step)
 RULES = "sqft_above + sqft_basement must equal sqft_living; yr_renovated must be 0 (never) or at least yr_built"
@@ -132,6 +134,16 @@ class House(BaseModel):
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"houses": [EXAMPLE_HOUSE]}]})
     houses: list[House] = Field(min_length=1, max_length=MAX_BATCH, description=f"1..{MAX_BATCH} houses")
+    coverage: float = Field(
+        0.8, description="the share of sales a range should contain: 0.8 (default) or 0.9 (wider)", strict=True
+    )
+
+    @field_validator("coverage")
+    @classmethod
+    def _coverage(cls, v: float) -> float:
+        if v not in COVERAGES:
+            raise ValueError(f"must be one of {', '.join(str(c) for c in COVERAGES)}")
+        return v
 
     def __repr__(self) -> str:
         # Short on purpose: Powertools logs the handler's arguments with an eager f-string on every request, and
@@ -139,8 +151,40 @@ class PredictRequest(BaseModel):
         return f"PredictRequest(<{len(self.houses)} houses>)"
 
 
-class Prediction(BaseModel):
-    price: float
+class Confidence(BaseModel):
+    fsd_percent: float = Field(
+        description="forecast standard deviation of the value, percent (the 80% range's half-width / 1.2816)"
+    )
+    grade: Literal["high", "medium", "low"] = Field(description="high: FSD <= 10%; medium: <= 20%; low: above")
+
+
+class Valuation(BaseModel):
+    price: float = Field(description="the value, dollars")
+    low: float | None = Field(
+        None,
+        description="the range's low end: the sale price is at least this for `coverage` of sales (null: a "
+        "model without ranges)",
+    )
+    high: float | None = Field(None, description="the range's high end")
+    coverage: float | None = Field(None, description="the share of sales the range contains (measured, docs/model.md)")
+    confidence: Confidence | None = None
+
+
+def valuation(price: float, low: float, high: float, fsd: float, coverage: float) -> dict[str, Any]:
+    """One house's answer as Valuation's fields; without ranges (a model from before them) only the price."""
+    if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(fsd)):
+        return {"price": round(price, 2)}
+    return {
+        "price": round(price, 2),
+        "low": round(low, 2),
+        "high": round(high, 2),
+        "coverage": coverage,
+        "confidence": Confidence(fsd_percent=round(fsd, 1), grade=grade(fsd)),
+    }
+
+
+class Prediction(Valuation):
+    pass
 
 
 class PredictResponse(BaseModel):
@@ -148,9 +192,8 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-class HousePrice(BaseModel):
+class HousePrice(Valuation):
     house_id: str
-    price: float
     model_version: str = Field(description="the model that computed the price")
     computed_at: int = Field(description="when, in seconds since the Unix epoch")
 

@@ -150,24 +150,51 @@ def batch_put(
     return stats
 
 
-def price_item(house_id: str, price: float, model_version: str, computed_at: int, expires_at: int) -> dict:
-    """A precomputed prediction as a typed DynamoDB item (numbers as decimal strings, never binary floats)."""
-    return {
+def _number(x: float, places: int = 2) -> dict:
+    if not math.isfinite(x):  # nothing non-finite is ever stored
+        raise ValueError(f"not a finite number: {x}")
+    return {"N": str(Decimal(str(round(x, places))))}
+
+
+def price_item(
+    house_id: str,
+    price: float,
+    model_version: str,
+    computed_at: int,
+    expires_at: int,
+    low: float = math.nan,
+    high: float = math.nan,
+    fsd: float = math.nan,
+) -> dict:
+    """A precomputed valuation as a typed DynamoDB item (numbers as decimal strings, never binary floats); the
+    80% range and its FSD when the model has ranges."""
+    item = {
         "house_id": {"S": house_id},
-        "price": {"N": str(Decimal(str(round(price, 2))))},
+        "price": _number(price),
         "model_version": {"S": model_version},
         "computed_at": {"N": str(computed_at)},
         "expires_at": {"N": str(expires_at)},
     }
+    if math.isfinite(low) and math.isfinite(high) and math.isfinite(fsd):
+        item.update(low=_number(low), high=_number(high), fsd=_number(fsd, 1))
+    return item
 
 
 def get_price(ddb, table: str, house_id: str) -> dict | None:
+    """The stored valuation as GET /houses/{id}/price answers it (an item from before ranges: the price alone)."""
+    from kcprice.ranges import DEFAULT_COVERAGE
+    from kcprice.schema import valuation
+
     item = ddb.get_item(TableName=table, Key={"house_id": {"S": house_id}}).get("Item")
     if not item:
         return None
+    number = lambda k: float(item[k]["N"]) if k in item else math.nan  # noqa: E731
+    answer = valuation(number("price"), number("low"), number("high"), number("fsd"), DEFAULT_COVERAGE)
+    if "confidence" in answer:
+        answer["confidence"] = answer["confidence"].model_dump()
     return {
         "house_id": item["house_id"]["S"],
-        "price": float(item["price"]["N"]),
+        **answer,
         "model_version": item["model_version"]["S"],
         "computed_at": int(item["computed_at"]["N"]),
     }
