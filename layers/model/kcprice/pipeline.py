@@ -158,7 +158,14 @@ def _holdout_metrics(model: Predictor, ref: Sales) -> dict[str, Any]:
         return {"mape": None, "n": len(ref), "error": str(e)}
     if not np.isfinite(pred).all():
         return {"mape": None, "n": len(ref), "error": f"{int((~np.isfinite(pred)).sum())} non-finite predictions"}
-    return metrics(ref.price, pred)
+    out: dict[str, Any] = metrics(ref.price, pred)
+    if model.ranges is not None:  # the ranges' coverage on the same held-out sales, as served
+        from kcprice.ranges import COVERAGES, coverage_report, key
+
+        values = {key(c): model.value_raw(ref.raw, c) for c in COVERAGES}
+        bounds = {k: (v["low"], v["high"]) for k, v in values.items()}
+        out["ranges"] = coverage_report(ref.price, pred, bounds)
+    return out
 
 
 def plausibility(champion: Predictor, reference: Sales, upload: Sales, settings: RetrainSettings) -> dict:
