@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,7 +34,7 @@ from kcprice.schema import (
     PredictResponse,
     valuation,
 )
-from kcprice.storage import get_price, is_transient
+from kcprice.storage import STORED_COMPS, get_price, is_transient
 
 logger = Logger()
 metrics = Metrics()
@@ -167,7 +167,11 @@ def predict(request: PredictRequest):  # no return annotation: the body is seria
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
     c = request.coverage
     rows = zip(v["price"].tolist(), v["low"].tolist(), v["high"].tolist(), v["fsd"].tolist(), strict=True)
-    predictions = [Prediction(**valuation(*row, c)) for row in rows]
+    if request.comps:
+        comps = [model.comparable_sales(r, request.comps, h.id) for h, r in zip(request.houses, v["raw"], strict=True)]
+        predictions = [Prediction(**valuation(*row, c), comparables=cs) for row, cs in zip(rows, comps, strict=True)]
+    else:
+        predictions = [Prediction(**valuation(*row, c)) for row in rows]
     body = PredictResponse(model_version=model.version, predictions=predictions)
     return Response(200, content_types.APPLICATION_JSON, body.model_dump_json(exclude_none=True))
 
@@ -180,9 +184,12 @@ def predict(request: PredictRequest):  # no return annotation: the body is seria
         **errors(404, 422),
     },
 )
-def house_price(house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description="KC house id")]) -> dict:
+def house_price(
+    house_id: Annotated[str, Path(pattern=r"^\d{1,11}$", description="KC house id")],
+    comps: Annotated[int, Query(ge=0, le=STORED_COMPS, description="comparable sales stored with it")] = 0,
+) -> dict:
     rt = runtime()
-    item = get_price(rt.ddb, rt.settings.table, house_id)
+    item = get_price(rt.ddb, rt.settings.table, house_id, comps)
     if item is None:
         raise NotFoundError(
             f"no precomputed price for house {house_id}: it is not in the inventory, or precompute has not run "

@@ -91,6 +91,18 @@ def test_precomputed_prices_equal_the_api_answer_for_every_house(aws, champion):
     house = get_price(aws.ddb, aws.table, rows[0]["id"])
     assert (house["price"], house["low"], house["high"]) == stored[rows[0]["id"]][:3]
     assert house["coverage"] == 0.8 and house["confidence"]["grade"] in ("high", "medium", "low")
+    # The comparable sales stored with a house are the ones POST /predict gives for it (its id excludes itself)
+    for row in rows[:: len(rows) // 20]:
+        event["body"] = json.dumps({"houses": [{"id": row["id"], **{k: float(row[k]) for k in FIELDS}}], "comps": 5})
+        live = json.loads(aws.invoke("PredictFunction", event)["body"])["predictions"][0]["comparables"]
+        kept = get_price(aws.ddb, aws.table, row["id"], comps=5)["comparables"]
+        assert kept == live and len(live) == 5 and row["id"] not in {c["id"] for c in live}, row["id"]
+    lookup = load_event("predict_house_price.json")
+    lookup["rawPath"] = lookup["requestContext"]["http"]["path"] = f"/houses/{rows[0]['id']}/price"
+    lookup["pathParameters"] = {"house_id": rows[0]["id"]}
+    lookup["rawQueryString"], lookup["queryStringParameters"] = "comps=3", {"comps": "3"}
+    answer = json.loads(aws.invoke("PredictFunction", lookup)["body"])
+    assert len(answer["comparables"]) == 3 and answer["low"] < answer["price"] < answer["high"]
 
 
 def test_no_inventory_is_reported_not_crashed(aws, small_model):

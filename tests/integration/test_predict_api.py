@@ -64,6 +64,15 @@ def test_each_valuation_has_a_range_at_the_asked_coverage_and_a_confidence(aws, 
     status, body = call(aws, event)
     p90 = body["predictions"][0]
     assert status == 200 and p90["price"] == p80["price"] and p90["low"] < p80["low"] and p90["high"] > p80["high"]
+    event["body"] = json.dumps({**request, "comps": 3})
+    status, body = call(aws, event)
+    comps = body["predictions"][0]["comparables"]
+    assert status == 200 and len(comps) == 3 and comps[0]["similarity_distance"] <= comps[2]["similarity_distance"]
+    assert "comparables" not in p80  # only when asked: old clients see what they saw
+    for bad_comps in (11, -1, 2.5):
+        event["body"] = json.dumps({**request, "comps": bad_comps})
+        status, body = call(aws, event)
+        assert status == 422 and "comps" in body["message"], body
     for bad in (0.5, "0.9", 90):
         event["body"] = json.dumps({**request, "coverage": bad})
         status, body = call(aws, event)

@@ -230,3 +230,28 @@ def test_a_model_from_before_ranges_still_serves_its_price(small_model):
     )
     got, want = old.value_raw(raw), new.value_raw(raw)
     assert got["price"][0] == want["price"][0] and np.isnan(got["low"][0]) and np.isfinite(want["low"][0])
+
+
+def test_comparables_are_real_near_similar_sales_never_the_house_itself(small_model, kc_sales):
+    import numpy as np
+
+    model = small_model.predictor
+    train_ids = set(model.comparables.sales[:, 0].astype(int).tolist())
+    i = int(np.flatnonzero(np.isin(kc_sales.ids, list(train_ids)))[0])  # a house the model has seen sell
+    raw, house = kc_sales.raw[i], str(int(kc_sales.ids[i]))
+    comps = model.comparable_sales(raw, 10, house)
+    assert len(comps) == 10 and all(c["id"] != house for c in comps)
+    assert {int(c["id"]) for c in comps} <= train_ids
+    assert [c["similarity_distance"] for c in comps] == sorted(c["similarity_distance"] for c in comps)
+    assert max(c["km"] for c in comps) < 10  # near
+    by_id = {(int(s[0]), int(s[1])): s for s in model.comparables.sales}
+    from kcprice.fields import EPOCH
+
+    for c in comps:  # each is a real sale: its id, date and price as sold
+        import datetime as dt
+
+        day = (dt.date.fromisoformat(c["date"]) - EPOCH).days
+        assert by_id[(int(c["id"]), day)][2] == c["price"]
+    assert model.comparable_sales(raw, 10, house) == comps  # deterministic
+    with_itself = model.comparable_sales(raw, 1)
+    assert with_itself[0]["id"] == house and with_itself[0]["km"] == 0.0  # unless the id is not given

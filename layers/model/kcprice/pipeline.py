@@ -36,7 +36,16 @@ from kcprice.dataset import Merged, Sales, ValidationReport, merge, read_invento
 from kcprice.drift import drift_report
 from kcprice.errors import ChampionChangedError, IncompatibleArtifactError, KcPriceError, NotFoundError
 from kcprice.predictor import Predictor
-from kcprice.storage import WriteStats, batch_put, get_bytes, is_missing, lost_condition, price_item, put_json
+from kcprice.storage import (
+    STORED_COMPS,
+    WriteStats,
+    batch_put,
+    get_bytes,
+    is_missing,
+    lost_condition,
+    price_item,
+    put_json,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
@@ -593,17 +602,20 @@ def _precompute_with(s3, ddb, bucket, table, inventory_key, ttl_days, psi_thresh
     day = raw[:, -1]
     day[np.isnan(day)] = predictor.default_day
     values = predictor.value_raw(raw)  # the default (80%) range, as GET /houses/{id}/price answers it
+    ids = houses.ids.tolist()
+    comps = [predictor.comparable_sales(raw[k], STORED_COMPS, str(i)) for k, i in enumerate(ids)]
     computed_at = int(now if now is not None else time.time())
     expires_at = computed_at + ttl_days * 86_400
     version = pointer["version"]
     items = (
-        price_item(str(i), p, version, computed_at, expires_at, lo, hi, fsd)
-        for i, p, lo, hi, fsd in zip(
-            houses.ids.tolist(),
+        price_item(str(i), p, version, computed_at, expires_at, lo, hi, fsd, cs)
+        for i, p, lo, hi, fsd, cs in zip(
+            ids,
             values["price"].tolist(),
             values["low"].tolist(),
             values["high"].tolist(),
             values["fsd"].tolist(),
+            comps,
             strict=True,
         )
     )

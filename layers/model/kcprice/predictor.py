@@ -3,7 +3,7 @@
 Artifact = one .npz (loaded with allow_pickle=False, so it can carry no code) holding:
   feature (T, 2**D - 1) int, threshold (T, 2**D - 1) float64, leaf (T, 2**D) float64, baseline (),
   grids (scales, ny, nx) float64, meta () unicode JSON; optionally spread_coef (n_features,) float64 with
-  meta["ranges"] (kcprice.ranges: value ranges and confidence).
+  meta["ranges"] (kcprice.ranges: value ranges and confidence), comps (n_sales, 8) float64 (kcprice.comps).
 Trees are stored as perfect binary trees of depth D: a leaf shallower than D is padded with "always left"
 splits (threshold +inf), so every row takes exactly D vectorised steps through every tree at once.
 A row goes right when x > threshold, which is scikit-learn's `x <= threshold -> left` for finite x.
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from kcprice.comps import Comparables
 from kcprice.features import FEATURE_NAMES, MAP_NAMES, RAW_COLUMNS, LocationGrids, design_matrix
 from kcprice.ranges import DEFAULT_COVERAGE, Ranges
 
@@ -40,6 +41,7 @@ class Predictor:
     meta: dict[str, Any]
     _flat: tuple = field(init=False, repr=False)
     ranges: Ranges | None = field(default=None, init=False, repr=False)  # None: a model from before ranges
+    comparables: Comparables | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n_trees, n_internal = self.threshold.shape
@@ -82,6 +84,7 @@ class Predictor:
                 raise ValueError(f"artifact lacks arrays {sorted(missing)}")
             a = {k: z[k] for k in _ARRAYS}
             spread_coef = z["spread_coef"] if "spread_coef" in z.files else None  # models before ranges lack it
+            sales = z["comps"] if "comps" in z.files else None  # and comparables
         meta = json.loads(str(a["meta"]))
         _check_compatible(meta, a["grids"])
         # Nothing non-finite is ever served: a NaN leaf or map cell would price some houses NaN (thresholds are
@@ -102,6 +105,8 @@ class Predictor:
             if spread_coef.shape != (len(FEATURE_NAMES),):
                 raise ValueError(f"artifact {meta.get('version')}: spread_coef has shape {spread_coef.shape}")
             model.ranges = Ranges(spread_coef, meta["ranges"])
+        if sales is not None:
+            model.comparables = Comparables(sales)
         return model
 
     @classmethod
@@ -158,7 +163,15 @@ class Predictor:
 
     def value_houses(self, houses, coverage: float = DEFAULT_COVERAGE) -> dict[str, np.ndarray]:
         raw = np.array([h.raw_row(self.default_day) for h in houses], dtype=np.float64)
-        return self.value_raw(raw, coverage)
+        out = self.value_raw(raw, coverage)
+        out["raw"] = raw
+        return out
+
+    def comparable_sales(self, raw_row: np.ndarray, n: int, house_id: str | None = None) -> list[dict] | None:
+        """The n most similar training sales (None: a model that ships none)."""
+        if self.comparables is None:
+            return None
+        return self.comparables.find(raw_row, n, float(house_id) if house_id else None)
 
 
 def _check_compatible(meta: dict[str, Any], grids: np.ndarray) -> None:

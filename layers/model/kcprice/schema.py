@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from kcprice.comps import MAX_COMPS
 from kcprice.fields import BOUNDS, DATE_MAX, DATE_MIN, DATE_RULE, EPOCH, FIELDS, MAX_BATCH, describe, rule_violations
 from kcprice.ranges import COVERAGES, grade
 
@@ -85,6 +86,9 @@ class House(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"description": f"A King County house. {RULES}."})
 
+    id: str | None = Field(
+        None, pattern=r"^\d{1,11}$", description="the house's KC id, if known: its own sales are never its comparables"
+    )
     bedrooms: Annotated[float, _field("bedrooms", "bedrooms")]
     bathrooms: Annotated[float, _field("bathrooms", "bathrooms (0.25 per quarter bath)")]
     sqft_living: Annotated[float, _field("sqft_living", "interior living space, sq ft; = sqft_above + sqft_basement")]
@@ -137,6 +141,9 @@ class PredictRequest(BaseModel):
     coverage: float = Field(
         0.8, description="the share of sales a range should contain: 0.8 (default) or 0.9 (wider)", strict=True
     )
+    comps: int = Field(
+        0, ge=0, le=MAX_COMPS, strict=True, description=f"comparable sales per house, 0..{MAX_COMPS} (default none)"
+    )
 
     @field_validator("coverage")
     @classmethod
@@ -183,8 +190,23 @@ def valuation(price: float, low: float, high: float, fsd: float, coverage: float
     }
 
 
+class Comparable(BaseModel):
+    id: str = Field(description="the sold house's id")
+    date: str = Field(description="sale date")
+    price: float = Field(description="sale price, dollars")
+    km: float = Field(description="distance from the house, km")
+    similarity_distance: float = Field(
+        description="0 = identical; 1 = as different as the same house 1 km away (kcprice.comps)"
+    )
+    sqft_living: float
+    grade: float
+    yr_built: float
+
+
 class Prediction(Valuation):
-    pass
+    comparables: list[Comparable] | None = Field(
+        None, description="with `comps`: the most similar sales near the house, most similar first"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -194,6 +216,7 @@ class PredictResponse(BaseModel):
 
 class HousePrice(Valuation):
     house_id: str
+    comparables: list[Comparable] | None = Field(None, description="with ?comps=N: the stored comparable sales")
     model_version: str = Field(description="the model that computed the price")
     computed_at: int = Field(description="when, in seconds since the Unix epoch")
 

@@ -150,6 +150,9 @@ def batch_put(
     return stats
 
 
+STORED_COMPS = 5  # comparable sales kept with each precomputed valuation (GET /houses/{id}/price?comps=N)
+
+
 def _number(x: float, places: int = 2) -> dict:
     if not math.isfinite(x):  # nothing non-finite is ever stored
         raise ValueError(f"not a finite number: {x}")
@@ -165,6 +168,7 @@ def price_item(
     low: float = math.nan,
     high: float = math.nan,
     fsd: float = math.nan,
+    comps: list[dict] | None = None,
 ) -> dict:
     """A precomputed valuation as a typed DynamoDB item (numbers as decimal strings, never binary floats); the
     80% range and its FSD when the model has ranges."""
@@ -177,10 +181,12 @@ def price_item(
     }
     if math.isfinite(low) and math.isfinite(high) and math.isfinite(fsd):
         item.update(low=_number(low), high=_number(high), fsd=_number(fsd, 1))
+    if comps:  # one string attribute: read back whole, never queried by its parts
+        item["comps"] = {"S": json.dumps(comps[:STORED_COMPS], separators=(",", ":"), allow_nan=False)}
     return item
 
 
-def get_price(ddb, table: str, house_id: str) -> dict | None:
+def get_price(ddb, table: str, house_id: str, comps: int = 0) -> dict | None:
     """The stored valuation as GET /houses/{id}/price answers it (an item from before ranges: the price alone)."""
     from kcprice.ranges import DEFAULT_COVERAGE
     from kcprice.schema import valuation
@@ -197,4 +203,5 @@ def get_price(ddb, table: str, house_id: str) -> dict | None:
         **answer,
         "model_version": item["model_version"]["S"],
         "computed_at": int(item["computed_at"]["N"]),
+        **({"comparables": json.loads(item["comps"]["S"])[:comps]} if comps and "comps" in item else {}),
     }

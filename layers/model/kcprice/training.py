@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import SplineTransformer
 
 import kcprice
-from kcprice import drift, ranges
+from kcprice import comps, drift, ranges
 from kcprice.dataset import Sales
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, LocationGrids, design_matrix, fit_location_grids
 from kcprice.fields import FIELDS
@@ -405,6 +405,7 @@ def train(
     fitted = fit(sales)
     arrays = export(fitted)
     arrays["spread_coef"], range_info = fit_ranges(sales)
+    arrays["comps"] = comps.table(sales.ids, sales.raw, sales.price)  # the comparable sales it can show
     loss = PARAMS["loss"] + (f" {PARAMS['quantile']}" if PARAMS["loss"] == "quantile" else "")
     meta = {
         "version": new_version(sales.sha256),
