@@ -56,9 +56,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ValidationError as e:
         print(e, file=sys.stderr)
         return 2
+    from kcprice.schema import Prediction, PredictResponse, valuation
+
     model = Predictor.load(args.model)
-    prices = model.predict_houses(req.houses)
-    print(json.dumps({"model_version": model.version, "predictions": [{"price": round(p, 2)} for p in prices]}))
+    v = model.value_houses(req.houses, req.coverage)  # as POST /predict answers, ranges and comparables included
+    rows = zip(v["price"].tolist(), v["low"].tolist(), v["high"].tolist(), v["fsd"].tolist(), strict=True)
+    predictions = [
+        Prediction(
+            **valuation(*row, req.coverage),
+            comparables=model.comparable_sales(raw, req.comps, h.id) if req.comps else None,
+        )
+        for row, h, raw in zip(rows, req.houses, v["raw"], strict=True)
+    ]
+    print(PredictResponse(model_version=model.version, predictions=predictions).model_dump_json(exclude_none=True))
     return 0
 
 
