@@ -32,6 +32,7 @@ from kcprice.schema import (
     Prediction,
     PredictRequest,
     PredictResponse,
+    reasons,
     valuation,
 )
 from kcprice.storage import STORED_COMPS, get_price, is_transient
@@ -167,13 +168,23 @@ def predict(request: PredictRequest):  # no return annotation: the body is seria
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
     c = request.coverage
     rows = zip(v["price"].tolist(), v["low"].tolist(), v["high"].tolist(), v["fsd"].tolist(), strict=True)
-    if request.comps:
-        comps = [model.comparable_sales(r, request.comps, h.id) for h, r in zip(request.houses, v["raw"], strict=True)]
-        predictions = [Prediction(**valuation(*row, c), comparables=cs) for row, cs in zip(rows, comps, strict=True)]
+    if request.comps or request.explain:
+        extra = [_extras(model, request, h, r) for h, r in zip(request.houses, v["raw"], strict=True)]
+        predictions = [Prediction(**valuation(*row, c), **e) for row, e in zip(rows, extra, strict=True)]
     else:
         predictions = [Prediction(**valuation(*row, c)) for row in rows]
     body = PredictResponse(model_version=model.version, predictions=predictions)
     return Response(200, content_types.APPLICATION_JSON, body.model_dump_json(exclude_none=True))
+
+
+def _extras(model, request: PredictRequest, house, raw) -> dict:
+    """What a house's answer carries on request: comparable sales, reasons."""
+    out: dict = {}
+    if request.comps:
+        out["comparables"] = model.comparable_sales(raw, request.comps, house.id)
+    if request.explain and (explained := model.explain_raw(raw)) is not None:
+        out["reasons"] = reasons(explained)
+    return out
 
 
 @app.get(

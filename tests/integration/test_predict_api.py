@@ -2,6 +2,7 @@
 
 import base64
 import json
+import math
 
 import pytest
 import requests
@@ -69,6 +70,15 @@ def test_each_valuation_has_a_range_at_the_asked_coverage_and_a_confidence(aws, 
     comps = body["predictions"][0]["comparables"]
     assert status == 200 and len(comps) == 3 and comps[0]["similarity_distance"] <= comps[2]["similarity_distance"]
     assert "comparables" not in p80  # only when asked: old clients see what they saw
+    event["body"] = json.dumps({**request, "explain": True, "comps": 5})
+    status, body = call(aws, event)
+    why = body["predictions"][0]["reasons"]
+    assert status == 200 and len(body["predictions"][0]["comparables"]) == 5
+    assert set(why["contributions"]) == {"size", "location", "quality", "age_condition", "view_waterfront", "sale_date"}
+    assert math.isclose(why["log_baseline"] + sum(why["contributions"].values()), math.log(p80["price"]), abs_tol=1e-7)
+    assert math.isclose(why["baseline_price"] * math.prod(why["factors"].values()), p80["price"], rel_tol=1e-7)
+    event["body"] = json.dumps({**request, "explain": "yes"})
+    assert call(aws, event)[0] == 422
     for bad_comps in (11, -1, 2.5):
         event["body"] = json.dumps({**request, "comps": bad_comps})
         status, body = call(aws, event)
@@ -218,7 +228,8 @@ def test_model_and_health_and_openapi(aws, retrained):
     status, spec = call(aws, load_event("predict_openapi.json"))
     assert status == 200 and {"/predict", "/houses/{house_id}/price", "/model", "/health"} <= set(spec["paths"])
     fields = spec["components"]["schemas"]["Prediction"]["properties"]
-    assert {"price", "low", "high", "coverage", "confidence"} <= set(fields)  # every new field is documented
+    assert {"price", "low", "high", "coverage", "confidence", "comparables", "reasons"} <= set(fields)
+    assert {"coverage", "comps", "explain"} <= set(spec["components"]["schemas"]["PredictRequest"]["properties"])
     assert "coverage" in spec["components"]["schemas"]["PredictRequest"]["properties"]
     post = spec["paths"]["/predict"]["post"]  # the hot route parses its own body; the document must still say so
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")

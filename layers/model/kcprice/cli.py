@@ -56,7 +56,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ValidationError as e:
         print(e, file=sys.stderr)
         return 2
-    from kcprice.schema import Prediction, PredictResponse, valuation
+    from kcprice.schema import Prediction, PredictResponse, reasons, valuation
 
     model = Predictor.load(args.model)
     v = model.value_houses(req.houses, req.coverage)  # as POST /predict answers, ranges and comparables included
@@ -65,6 +65,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         Prediction(
             **valuation(*row, req.coverage),
             comparables=model.comparable_sales(raw, req.comps, h.id) if req.comps else None,
+            reasons=reasons(why) if req.explain and (why := model.explain_raw(raw)) else None,
         )
         for row, h, raw in zip(rows, req.houses, v["raw"], strict=True)
     ]

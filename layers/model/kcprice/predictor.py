@@ -3,7 +3,8 @@
 Artifact = one .npz (loaded with allow_pickle=False, so it can carry no code) holding:
   feature (T, 2**D - 1) int, threshold (T, 2**D - 1) float64, leaf (T, 2**D) float64, baseline (),
   grids (scales, ny, nx) float64, meta () unicode JSON; optionally spread_coef (n_features,) float64 with
-  meta["ranges"] (kcprice.ranges: value ranges and confidence), comps (n_sales, 8) float64 (kcprice.comps).
+  meta["ranges"] (kcprice.ranges: value ranges and confidence), comps (n_sales, 8) float64 (kcprice.comps),
+  cover (T, 2 * (2**D - 1) + 1) float32: training sales per node (kcprice.explain).
 Trees are stored as perfect binary trees of depth D: a leaf shallower than D is padded with "always left"
 splits (threshold +inf), so every row takes exactly D vectorised steps through every tree at once.
 A row goes right when x > threshold, which is scikit-learn's `x <= threshold -> left` for finite x.
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from kcprice.comps import Comparables
+from kcprice.explain import GROUP_NAMES, Explainer
 from kcprice.features import FEATURE_NAMES, MAP_NAMES, RAW_COLUMNS, LocationGrids, design_matrix
 from kcprice.ranges import DEFAULT_COVERAGE, Ranges
 
@@ -42,6 +44,8 @@ class Predictor:
     _flat: tuple = field(init=False, repr=False)
     ranges: Ranges | None = field(default=None, init=False, repr=False)  # None: a model from before ranges
     comparables: Comparables | None = field(default=None, init=False, repr=False)
+    _cover: np.ndarray | None = field(default=None, init=False, repr=False)
+    _explainer: Explainer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n_trees, n_internal = self.threshold.shape
@@ -85,6 +89,7 @@ class Predictor:
             a = {k: z[k] for k in _ARRAYS}
             spread_coef = z["spread_coef"] if "spread_coef" in z.files else None  # models before ranges lack it
             sales = z["comps"] if "comps" in z.files else None  # and comparables
+            cover = z["cover"] if "cover" in z.files else None  # and explanations
         meta = json.loads(str(a["meta"]))
         _check_compatible(meta, a["grids"])
         # Nothing non-finite is ever served: a NaN leaf or map cell would price some houses NaN (thresholds are
@@ -107,6 +112,10 @@ class Predictor:
             model.ranges = Ranges(spread_coef, meta["ranges"])
         if sales is not None:
             model.comparables = Comparables(sales)
+        if cover is not None:
+            if cover.shape != (a["leaf"].shape[0], 2 * a["threshold"].shape[1] + 1) or not np.isfinite(cover).all():
+                raise ValueError(f"artifact {meta.get('version')}: cover does not fit its trees")
+            model._cover = cover.astype(np.float64)
         return model
 
     @classmethod
@@ -166,6 +175,18 @@ class Predictor:
         out = self.value_raw(raw, coverage)
         out["raw"] = raw
         return out
+
+    def explain_raw(self, raw_row: np.ndarray) -> dict | None:
+        """Exact group contributions to one house's log value (None: a model that ships no covers). The tables are
+        built at the first call (kcprice.explain), not at cold start: most requests never ask."""
+        if self._cover is None:
+            return None
+        if self._explainer is None:
+            self._explainer = Explainer(self.feature, self.threshold, self.leaf, self._cover)
+        x = design_matrix(raw_row[None, :], self.grids)[0]
+        contributions = self._explainer.explain(x)
+        baseline = self._explainer.expected + self.baseline
+        return {"baseline": baseline, "contributions": dict(zip(GROUP_NAMES, contributions.tolist(), strict=True))}
 
     def comparable_sales(self, raw_row: np.ndarray, n: int, house_id: str | None = None) -> list[dict] | None:
         """The n most similar training sales (None: a model that ships none)."""

@@ -144,6 +144,7 @@ class PredictRequest(BaseModel):
     comps: int = Field(
         0, ge=0, le=MAX_COMPS, strict=True, description=f"comparable sales per house, 0..{MAX_COMPS} (default none)"
     )
+    explain: bool = Field(False, strict=True, description="add each value's reasons (contributions of feature groups)")
 
     @field_validator("coverage")
     @classmethod
@@ -203,10 +204,35 @@ class Comparable(BaseModel):
     yr_built: float
 
 
+class Reasons(BaseModel):
+    log_baseline: float = Field(
+        description="the model's expected log price over its training sales: where every house starts"
+    )
+    baseline_price: float = Field(description="exp(log_baseline), dollars")
+    contributions: dict[str, float] = Field(
+        description="each feature group's exact Shapley value in log space (size, location, quality, "
+        "age_condition, view_waterfront, sale_date): log_baseline + their sum = log(price) before rounding"
+    )
+    factors: dict[str, float] = Field(
+        description="exp(contribution): baseline_price times every factor = the price (before rounding)"
+    )
+
+
+def reasons(explained: dict[str, Any]) -> Reasons:
+    c = explained["contributions"]
+    return Reasons(
+        log_baseline=explained["baseline"],
+        baseline_price=round(math.exp(explained["baseline"]), 2),
+        contributions=c,
+        factors={k: math.exp(v) for k, v in c.items()},
+    )
+
+
 class Prediction(Valuation):
     comparables: list[Comparable] | None = Field(
         None, description="with `comps`: the most similar sales near the house, most similar first"
     )
+    reasons: Reasons | None = Field(None, description="with `explain`: why the house is worth its price")
 
 
 class PredictResponse(BaseModel):

@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import SplineTransformer
 
 import kcprice
-from kcprice import comps, drift, ranges
+from kcprice import comps, drift, explain, ranges
 from kcprice.dataset import Sales
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, LocationGrids, design_matrix, fit_location_grids
 from kcprice.fields import FIELDS
@@ -206,6 +206,7 @@ class Fitted:
     additive: Additive
     shrink: float  # the additive part's weight, as fitted: predict and export read it here
     grids: LocationGrids
+    train_x: np.ndarray | None = None  # the features it was fitted on (the explanations' covers come from them)
 
     def predict_log(self, x: np.ndarray) -> np.ndarray:
         return self.estimator.predict(x) + self.shrink * self.additive.predict(x)
@@ -228,7 +229,7 @@ def fit(sales: Sales, params: dict[str, Any] | None = None) -> Fitted:
     additive, oof = fit_additive(x, y)
     shrink = ADDITIVE["shrink"]
     est = make_estimator(params).fit(x, y - shrink * oof)
-    return Fitted(est, additive, shrink, fit_location_grids(sales.raw, sales.price))
+    return Fitted(est, additive, shrink, fit_location_grids(sales.raw, sales.price), x)
 
 
 # Ranges: a random share of the training sales calibrates them (kcprice.ranges), exchangeable with the sales to
@@ -406,6 +407,9 @@ def train(
     arrays = export(fitted)
     arrays["spread_coef"], range_info = fit_ranges(sales)
     arrays["comps"] = comps.table(sales.ids, sales.raw, sales.price)  # the comparable sales it can show
+    # How many training sales reach each node: the explanations' expectations (kcprice.explain)
+    assert fitted.train_x is not None
+    arrays["cover"] = explain.node_counts(arrays["feature"], arrays["threshold"], fitted.train_x).astype(np.float32)
     loss = PARAMS["loss"] + (f" {PARAMS['quantile']}" if PARAMS["loss"] == "quantile" else "")
     meta = {
         "version": new_version(sales.sha256),

@@ -1,0 +1,157 @@
+"""Why a house is worth what the model says: exact Shapley values of six feature groups, in log space.
+
+    log(price) = baseline + size + location + quality + age_condition + view_waterfront + sale_date
+
+The baseline is the model's expected log price over its training sales (E[f(X)], with each tree's splits weighted
+by how many training sales went each way: the `cover` array of the artifact). A group's contribution is its
+Shapley value in the game whose players are the groups and whose value for a set S of groups is E[f(x_S, X_rest)]
+taken the same way (path-dependent TreeSHAP, Lundberg et al. 2020, with groups as players). They add up to the log
+price exactly (to rounding); exp(contribution) is the factor the group multiplies the baseline price by.
+
+Computation, per leaf of every tree (additive step trees and boosted trees alike): on the leaf's path each group
+has a fraction b (the share of training sales its splits send this way) and, for a house, a match a in {0, 1}
+(the house goes this way at all of that group's splits). The leaf's Shapley values depend on the house only
+through the pattern of a's, so each leaf's values for every pattern are tabulated once per model (lazily, at the
+first explanation: ~10 MB); explaining a house is then the splits' decisions, a pattern per leaf and a gather.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kcprice.features import FEATURE_NAMES
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "size": (
+        "bedrooms",
+        "bathrooms",
+        "sqft_living",
+        "sqft_lot",
+        "floors",
+        "sqft_above",
+        "sqft_basement",
+        "log_sqft_living",
+        "log_sqft_lot",
+    ),
+    "location": (
+        "zipcode",
+        "lat",
+        "long",
+        "sqft_living15",
+        "sqft_lot15",
+        *(
+            f
+            for f in FEATURE_NAMES
+            if f.startswith(("rot", "dist2_", "loc_ppsf_", "density_", "waterfront_s", "view_s"))
+        ),
+    ),
+    "quality": ("grade",),
+    "age_condition": ("condition", "yr_built", "yr_renovated", "age", "years_since_renovation"),
+    "view_waterfront": ("waterfront", "view"),
+    "sale_date": ("day",),
+}
+GROUP_NAMES = tuple(GROUPS)
+FEATURE_GROUP = np.array([next(i for i, g in enumerate(GROUPS.values()) if f in g) for f in FEATURE_NAMES])
+
+
+def node_counts(feature: np.ndarray, threshold: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """How many rows of x reach each node of each perfect tree: (T, 2 * n_internal + 1), heap order."""
+    n_trees, n_int = threshold.shape
+    depth = int(np.log2(n_int + 1))
+    out = np.zeros((n_trees, 2 * n_int + 1))
+    rows = np.arange(len(x))
+    for t in range(n_trees):
+        pos = np.zeros(len(x), dtype=np.intp)
+        for _ in range(depth):
+            out[t] += np.bincount(pos, minlength=2 * n_int + 1)
+            pos = 2 * pos + 1 + (x[rows, feature[t, pos]] > threshold[t, pos])
+        out[t] += np.bincount(pos, minlength=2 * n_int + 1)
+    return out
+
+
+def _weights(k: int) -> np.ndarray:
+    """Shapley weights |S|!(k-|S|-1)!/k! for |S| = 0..k-1."""
+    return np.array([math.factorial(s) * math.factorial(k - s - 1) / math.factorial(k) for s in range(k)])
+
+
+class Explainer:
+    def __init__(self, feature: np.ndarray, threshold: np.ndarray, leaf: np.ndarray, cover: np.ndarray):
+        n_int = threshold.shape[1]
+        depth = int(np.log2(n_int + 1))
+        self._feature, self._threshold = feature.astype(np.intp).ravel(), threshold.ravel()
+        self._n_int = n_int
+        # Every leaf's path in a perfect tree: the internal node at each depth and the way it goes there.
+        p1 = 2**depth + np.arange(2**depth)  # 1-based heap position of each leaf
+        path = np.stack([(p1 >> (depth - d)) - 1 for d in range(depth)], axis=1)  # (leaves, depth)
+        child = np.stack([(p1 >> (depth - d - 1)) - 1 for d in range(depth)], axis=1)
+        way = np.stack([(p1 >> (depth - d - 1)) & 1 for d in range(depth)], axis=1).astype(bool)
+        # The leaves training sales reach and whose value is not 0 (a step tree's padding): the others add nothing
+        t_idx, l_idx = np.nonzero((cover[:, n_int:] > 0) & (leaf != 0))
+        v = leaf[t_idx, l_idx]
+        node = path[l_idx]  # (N, depth)
+        root_cover = cover[t_idx, 0]
+        padded = ~np.isfinite(threshold[t_idx[:, None], node])  # "always left" padding: no decision, fraction 1
+        frac = cover[t_idx[:, None], child[l_idx]] / cover[t_idx[:, None], node]
+        group = np.where(padded, -1, FEATURE_GROUP[feature[t_idx[:, None], node]])
+        # Slots: the distinct groups on each path (at most 6), in a fixed (group) order.
+        present = np.stack([(group == g).any(axis=1) for g in range(len(GROUP_NAMES))], axis=1)  # (N, G)
+        slot_of_group = np.cumsum(present, axis=1) - 1
+        k: np.ndarray = present.sum(axis=1)
+        b = np.ones((len(v), len(GROUP_NAMES)))
+        for d in range(depth):
+            g = group[:, d]
+            real = g >= 0
+            b[real, g[real]] *= frac[real, d]
+        self.expected = float(np.sum(v * cover[t_idx, n_int + l_idx] / root_cover))
+        # Per depth, contiguous: the node a leaf's path passes, the way it goes, the bit of its slot (0: padding)
+        slot = slot_of_group[np.arange(len(v))[:, None], np.maximum(group, 0)]
+        self._node = np.ascontiguousarray((t_idx[:, None] * n_int + node).T)
+        self._way = np.ascontiguousarray(way[l_idx].T)
+        self._bit = np.ascontiguousarray(np.where(group >= 0, 1 << slot, 0).T)
+        self._k: np.ndarray = k
+        # slot -> group, per leaf (-1: unused slot)
+        self._slot_group = np.full((len(v), len(GROUP_NAMES)), -1)
+        for gi in range(len(GROUP_NAMES)):
+            has = present[:, gi]
+            self._slot_group[has, slot_of_group[has, gi]] = gi
+        self._full = (1 << k) - 1
+        self._ones = np.ones(len(k))
+        self._offset = np.concatenate([[0], np.cumsum(1 << k)[:-1]])
+        self._table = np.zeros((int(np.sum(1 << k)), len(GROUP_NAMES)))
+        for kk in range(1, len(GROUP_NAMES) + 1):
+            rows = np.flatnonzero(k == kk)
+            if len(rows):
+                self._tabulate(rows, kk, b, v)
+
+    def _tabulate(self, rows: np.ndarray, k: int, b_all: np.ndarray, v_all: np.ndarray) -> None:
+        """Each leaf's Shapley values (per slot) for every pattern of matches: table[offset + pattern, slot]."""
+        groups = self._slot_group[rows, :k]  # (n, k)
+        b = np.take_along_axis(b_all[rows], groups, axis=1)  # (n, k)
+        v = v_all[rows]
+        patterns = (np.arange(2**k)[:, None] >> np.arange(k)) & 1  # (P, k): a of each slot
+        a = patterns[None].astype(float)  # (1, P, k)
+        w = _weights(k)
+        for j in range(k):
+            poly = np.ones((len(rows), 2**k, 1))
+            for h in range(k):
+                if h == j:
+                    continue
+                bh, ah = b[:, h][:, None, None], a[:, :, h][..., None]
+                poly = np.concatenate([poly * bh, np.zeros_like(poly[..., :1])], axis=2) + np.concatenate(
+                    [np.zeros_like(poly[..., :1]), poly * ah], axis=2
+                )
+            phi = v[:, None] * (a[0, :, j][None] - b[:, j][:, None]) * (poly @ w)  # (n, P)
+            idx = self._offset[rows][:, None] + np.arange(2**k)[None]
+            self._table[idx, groups[:, j][:, None]] = phi  # columns are groups: a house's answer is a sum
+
+    def explain(self, x: np.ndarray) -> np.ndarray:
+        """(n_features,) design row -> (len(GROUP_NAMES),) contributions; expected + their sum = log price."""
+        right = x[self._feature] > self._threshold
+        # The slots whose splits the house does not follow (padded nodes carry bit 0); one gather for all depths,
+        # an OR down the contiguous depth axis (measured: 3x faster than a loop of np.where per depth).
+        mism = np.bitwise_or.reduce((right[self._node] != self._way) * self._bit, axis=0)
+        rows = self._offset + (self._full & ~mism)
+        # A dot product sums the gathered rows (4x faster than .sum(axis=0) over the short axis)
+        return self._ones[: len(rows)] @ np.take(self._table, rows, axis=0)

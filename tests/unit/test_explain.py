@@ -1,0 +1,71 @@
+"""Reasons: exact group Shapley values of the trees (kcprice.explain), checked against the definition."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from kcprice.explain import FEATURE_GROUP, GROUP_NAMES, Explainer
+from kcprice.features import design_matrix
+
+
+def _coalition_value(feature, threshold, leaf, cover, x, groups: set[int]) -> float:
+    """E[f(x_S, X_rest)] by the definition: at a split of a group in S follow the house, elsewhere both ways
+    weighted by the training sales (cover)."""
+    n_int = threshold.shape[1]
+    total = 0.0
+    for t in range(threshold.shape[0]):
+
+        def walk(pos: int, w: float, t: int = t) -> float:
+            if pos >= n_int:
+                return w * leaf[t, pos - n_int]
+            left, right = 2 * pos + 1, 2 * pos + 2
+            if not np.isfinite(threshold[t, pos]):
+                return walk(left, w)
+            if FEATURE_GROUP[feature[t, pos]] in groups:
+                return walk(right if x[feature[t, pos]] > threshold[t, pos] else left, w)
+            c = cover[t, pos]
+            return sum(walk(child, w * cover[t, child] / c) for child in (left, right) if cover[t, child] > 0)
+
+        total += walk(0, 1.0)
+    return total
+
+
+def _shapley_by_definition(feature, threshold, leaf, cover, x) -> np.ndarray:
+    n = len(GROUP_NAMES)
+    value = {
+        frozenset(s): _coalition_value(feature, threshold, leaf, cover, x, set(s))
+        for r in range(n + 1)
+        for s in itertools.combinations(range(n), r)
+    }
+    phi = np.zeros(n)
+    for j in range(n):
+        for s, v in value.items():
+            if j not in s:
+                w = math.factorial(len(s)) * math.factorial(n - len(s) - 1) / math.factorial(n)
+                phi[j] += w * (value[s | {j}] - v)
+    return phi
+
+
+@pytest.mark.parametrize("trees", [slice(0, 25), slice(-45, None)])  # boosted trees; the additive step trees
+def test_contributions_are_the_shapley_values_of_the_groups(small_model, kc_sales, trees):
+    m = small_model.predictor
+    feature, threshold, leaf, cover = m.feature[trees], m.threshold[trees], m.leaf[trees], m._cover[trees]
+    explainer = Explainer(feature, threshold, leaf, cover)
+    for i in (0, 1234, 20000):
+        x = design_matrix(kc_sales.raw[i : i + 1], m.grids)[0]
+        np.testing.assert_allclose(
+            explainer.explain(x), _shapley_by_definition(feature, threshold, leaf, cover, x), rtol=0, atol=1e-12
+        )
+
+
+def test_reasons_add_up_to_the_log_value_for_every_house(small_model, kc_sales):
+    m = small_model.predictor
+    for i in range(0, len(kc_sales), 431):
+        raw = kc_sales.raw[i]
+        why = m.explain_raw(raw)
+        log_value = m.raw_scores(design_matrix(raw[None, :], m.grids))[0]
+        assert abs(why["baseline"] + sum(why["contributions"].values()) - log_value) < 1e-9
+        assert set(why["contributions"]) == set(GROUP_NAMES)
+    assert 12 < why["baseline"] < 14  # a typical King County log price (~$400k)
