@@ -255,3 +255,31 @@ def test_comparables_are_real_near_similar_sales_never_the_house_itself(small_mo
     assert model.comparable_sales(raw, 10, house) == comps  # deterministic
     with_itself = model.comparable_sales(raw, 1)
     assert with_itself[0]["id"] == house and with_itself[0]["km"] == 0.0  # unless the id is not given
+
+
+def test_the_grid_search_finds_exactly_what_a_scan_of_every_sale_finds(small_model, kc_sales):
+    import numpy as np
+
+    from kcprice import comps
+
+    c = small_model.predictor.comparables
+    s = {name: c.sales[:, i] for i, name in enumerate(comps.COLUMNS)}
+    rng = np.random.default_rng(1)
+    for i in rng.choice(len(kc_sales), 40, replace=False):
+        raw = kc_sales.raw[i].copy()
+        if i % 4 == 0:  # and for houses far from any sale: the search widens until it has enough
+            raw[comps._RAW["lat"]] += 0.5
+        km = np.hypot(
+            (s["lat"] - raw[comps._RAW["lat"]]) * comps._KM_PER_DEG_LAT,
+            (s["long"] - raw[comps._RAW["long"]]) * comps._KM_PER_DEG_LONG,
+        )
+        d2 = (
+            km**2
+            + ((np.log(s["sqft_living"]) - np.log(raw[comps._RAW["sqft_living"]])) / comps._SIZE) ** 2
+            + ((s["grade"] - raw[comps._RAW["grade"]]) / comps._GRADE) ** 2
+            + ((s["yr_built"] - raw[comps._RAW["yr_built"]]) / comps._AGE) ** 2
+        )
+        d2[s["id"] == kc_sales.ids[i]] = np.inf
+        want = np.lexsort((s["id"], -s["day"], d2))[:7]
+        got = c.find(raw, 7, float(kc_sales.ids[i]))
+        assert [g["id"] for g in got] == [str(int(s["id"][k])) for k in want], i

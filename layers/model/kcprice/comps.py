@@ -37,42 +37,72 @@ class Comparables:
         if sales.ndim != 2 or sales.shape[1] != len(COLUMNS) or not np.isfinite(sales).all():
             raise ValueError("comparable sales must be a finite (n, 8) table")
         c = {name: sales[:, i] for i, name in enumerate(COLUMNS)}
-        self.sales = sales
-        self._y, self._x = c["lat"] * _KM_PER_DEG_LAT, c["long"] * _KM_PER_DEG_LONG
-        self._size, self._grade, self._built = np.log(c["sqft_living"]), c["grade"], c["yr_built"]
+        # Sales sorted by 1 km grid cell, so a search reads only the cells around a house (measured: scanning every
+        # sale made precompute several seconds slower over 21,436 houses).
+        y, x = c["lat"] * _KM_PER_DEG_LAT, c["long"] * _KM_PER_DEG_LONG
+        self._y0, self._x0 = float(y.min()), float(x.min())
+        cy, cx = (y - self._y0).astype(np.intp), (x - self._x0).astype(np.intp)
+        self._ny, self._nx = int(cy.max()) + 1, int(cx.max()) + 1
+        order = np.argsort(cy * self._nx + cx, kind="stable")
+        cell = (cy * self._nx + cx)[order]
+        self._start = np.searchsorted(cell, np.arange(self._ny * self._nx + 1))
+        self.sales = sales[order]
+        self._y, self._x = y[order], x[order]
+        self._size, self._grade, self._built = np.log(c["sqft_living"])[order], c["grade"][order], c["yr_built"][order]
         # Tie-break key: more recent first, then lower id (lexsort's last key is the primary one)
-        self._ids, self._day = c["id"], c["day"]
+        self._ids, self._day = c["id"][order], c["day"][order]
+
+    def _within(self, y: float, x: float, radius: float) -> np.ndarray:
+        """Indices of the sales in the grid cells that cover the disk of this radius (km) around (y, x)."""
+        r = int(np.ceil(radius))
+        iy, ix = int(np.floor(y - self._y0)), int(np.floor(x - self._x0))
+        rows = range(max(iy - r, 0), min(iy + r, self._ny - 1) + 1)
+        lo, hi = max(ix - r, 0), min(ix + r, self._nx - 1)
+        if lo > hi or not rows:
+            return np.empty(0, dtype=np.intp)
+        cells = np.arange(rows.start, rows.stop) * self._nx
+        a, b = self._start[cells + lo], self._start[cells + hi + 1]
+        n = b - a
+        # the concatenated ranges a[i]..b[i]-1, without a Python loop over the rows
+        return np.repeat(a - np.concatenate([[0], np.cumsum(n)[:-1]]), n) + np.arange(n.sum())
 
     def find(self, raw_row: np.ndarray, n: int, house_id: float | None = None) -> list[dict[str, Any]]:
-        """The n most similar sales to one house (raw model inputs in RAW_COLUMNS order)."""
+        """The n most similar sales to one house (raw model inputs in RAW_COLUMNS order). Exact: every sale with
+        d <= R lies within R km, so once the cells within R km hold n sales with d <= R, none further away can
+        beat them; otherwise R doubles."""
         if n <= 0:
             return []
-        km = np.hypot(
-            self._y - raw_row[_RAW["lat"]] * _KM_PER_DEG_LAT, self._x - raw_row[_RAW["long"]] * _KM_PER_DEG_LONG
-        )
-        d2 = (
-            km**2
-            + ((self._size - np.log(raw_row[_RAW["sqft_living"]])) / _SIZE) ** 2
-            + ((self._grade - raw_row[_RAW["grade"]]) / _GRADE) ** 2
-            + ((self._built - raw_row[_RAW["yr_built"]]) / _AGE) ** 2
-        )
-        if house_id is not None:
-            d2 = np.where(self._ids == house_id, np.inf, d2)
-        k = min(n + 32, len(d2))  # a few spare for exact ties at the cut, then an exact, stable order
-        near = np.argpartition(d2, k - 1)[:k] if k < len(d2) else np.arange(len(d2))
-        order = near[np.lexsort((self._ids[near], -self._day[near], d2[near]))]
-        out = []
-        for i in order[:n]:
-            if not np.isfinite(d2[i]):
+        y, x = raw_row[_RAW["lat"]] * _KM_PER_DEG_LAT, raw_row[_RAW["long"]] * _KM_PER_DEG_LONG
+        size, grade, built = np.log(raw_row[_RAW["sqft_living"]]), raw_row[_RAW["grade"]], raw_row[_RAW["yr_built"]]
+        radius = 3.0  # km; most houses have enough similar sales within it (fewer rounds)
+        while True:
+            near = self._within(y, x, radius)
+            if house_id is not None:
+                near = near[self._ids[near] != house_id]
+            km = np.hypot(self._y[near] - y, self._x[near] - x)
+            d2 = (
+                km**2
+                + ((self._size[near] - size) / _SIZE) ** 2
+                + ((self._grade[near] - grade) / _GRADE) ** 2
+                + ((self._built[near] - built) / _AGE) ** 2
+            )
+            inside = d2 <= radius**2
+            if inside.sum() >= n or radius > 2 * max(self._ny, self._nx):
                 break
+            radius *= 2
+        near, km, d2 = near[inside], km[inside], d2[inside]
+        order = np.lexsort((self._ids[near], -self._day[near], d2))[:n]
+        out = []
+        for j in order:
+            i = near[j]
             s = self.sales[i]
             out.append(
                 {
                     "id": str(int(s[0])),
                     "date": _date(s[1]),
                     "price": round(float(s[2]), 2),
-                    "km": round(float(km[i]), 2),
-                    "similarity_distance": round(float(np.sqrt(d2[i])), 3),
+                    "km": round(float(km[j]), 2),
+                    "similarity_distance": round(float(np.sqrt(d2[j])), 3),
                     "sqft_living": float(s[5]),
                     "grade": float(s[6]),
                     "yr_built": float(s[7]),
