@@ -7,6 +7,7 @@ Shared machines are noisy, so every figure is reported next to a reference measu
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -110,6 +111,32 @@ def model_section(results: dict) -> None:
     bn = timings(lambda: model.predictor.predict_raw(sales.raw), 5)
     bs = timings(lambda: model.fitted.predict_raw(sales.raw), 5)
     results["batch_21613_s"] = {"numpy": float(np.median(bn)), "sklearn": float(np.median(bs)), "goal": 0.5}
+    # With ranges and confidence (what precompute computes), against scikit-learn's own predict, interleaved
+    pairs = [
+        (
+            timings(lambda: model.predictor.value_raw(sales.raw), 1),
+            timings(lambda: model.fitted.predict_raw(sales.raw), 1),
+        )
+        for _ in range(7)
+    ]
+    rn, rs = np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
+    results["batch_with_ranges_s"] = {
+        "numpy": float(np.median(rn)),
+        "sklearn": float(np.median(rs)),
+        "ratio": float(np.median(rn) / np.median(rs)),
+        "goal_ratio": 1.0,
+        "threads": len(os.sched_getaffinity(0)),
+        "omp_threads": os.environ.get("OMP_NUM_THREADS", "all"),
+    }
+    one = sales.raw[0]
+    model.predictor.explain_raw(one)  # the tables are built at the first explanation: timed apart
+    t0 = time.perf_counter()
+    model.predictor._explainer = None
+    model.predictor.explain_raw(one)
+    results["explain_tables_build_s"] = time.perf_counter() - t0
+    te = timings(lambda: model.predictor.explain_raw(one), 500)
+    tc = timings(lambda: model.predictor.comparable_sales(one, 5, "1"), 500)
+    results["explain_one_us"] = {"p50": float(np.median(te) * 1e6), "comps5_p50": float(np.median(tc) * 1e6)}
     results["artifact_mb"] = {"npz": npz.stat().st_size / 1e6, "joblib": pkl.stat().st_size / 1e6}
     return model, sales
 
@@ -253,14 +280,28 @@ def handler_section(results: dict, model, sales) -> None:
 
         # Warm: the real handler vs the sklearn one, JSON event -> JSON response, each in its own process as in
         # Lambda (one handler per execution environment), blocks alternating so both see the same machine load.
+        # The same request with reasons and 5 comparables (explain=true, comps=5) in a third environment.
+        rich = json.loads(Path(event_path).read_text())
+        rich["body"] = json.dumps({**json.loads(rich["body"]), "explain": True, "comps": 5})
+        rich_path = ROOT / "build" / "bench-predict-explain.json"
+        rich_path.parent.mkdir(exist_ok=True)
+        rich_path.write_text(json.dumps(rich))
         ours_w = Worker(WARM_WORKER.format(load="from app import handler", event=event_path), env)
         theirs_w = Worker(WARM_WORKER.format(load=sk_code + "\nhandler = sk_handler", event=event_path), sk_env)
+        rich_w = Worker(WARM_WORKER.format(load="from app import handler", event=str(rich_path)), env)
         try:
-            blocks = [(ours_w(100), theirs_w(100)) for _ in range(30)]
+            blocks = [(ours_w(100), theirs_w(100), rich_w(100)) for _ in range(30)]
         finally:
             ours_w.close()
             theirs_w.close()
-        tn, ts = np.concatenate([a for a, _ in blocks]), np.concatenate([b for _, b in blocks])
+            rich_w.close()
+        tn, ts = np.concatenate([a for a, _, _ in blocks]), np.concatenate([b for _, b, _ in blocks])
+        tr = np.concatenate([c for _, _, c in blocks])
+        results["warm_handler_explain_comps_us"] = {
+            "kcprice_p50": np.median(tr) * 1e6,
+            "kcprice_p99": np.percentile(tr, 99) * 1e6,
+            "goal_p50": 1000.0,
+        }
         results["warm_handler_us"] = {
             "kcprice_p50": np.median(tn) * 1e6,
             "kcprice_p99": np.percentile(tn, 99) * 1e6,
@@ -368,13 +409,24 @@ def table(results: dict) -> str:
     lines.append(f"{'single row p99 (us)':34s} {s['numpy_p99']:12.1f}  {s['sklearn_p99']:12.1f}")
     b = results["batch_21613_s"]
     lines.append(f"{'batch 21,613 rows (s)':34s} {b['numpy']:12.3f}  {b['sklearn']:12.3f}  {'<= 0.5':>14s}")
+    r = results["batch_with_ranges_s"]
+    lines.append(
+        f"{'batch with ranges (s) vs sklearn':34s} {r['numpy']:12.3f}  {r['sklearn']:12.3f}  "
+        f"{r['ratio']:6.3f} <= {r['goal_ratio']:.2f}"
+    )
+    e = results["explain_one_us"]
+    lines.append(f"{'reasons / 5 comps, one house (us)':34s} {e['p50']:12.1f}  {e['comps5_p50']:12.1f}")
     a = results["artifact_mb"]
-    lines.append(f"{'artifact size (MB) npz vs joblib':34s} {a['npz']:12.2f}  {a['joblib']:12.2f}")
+    lines.append(f"{'artifact size (MB) npz vs joblib':34s} {a['npz']:12.2f}  {a['joblib']:12.2f}  {'<= 10':>14s}")
     if "handler_cold_start_s" in results:
         c = results["handler_cold_start_s"]
         lines.append(
             f"{'handler cold start (s) vs sklearn':34s} {c['kcprice']:12.3f}  {c['sklearn']:12.3f}  "
             f"{c['ratio']:6.3f} ratio"
+        )
+        r = results["warm_handler_explain_comps_us"]
+        lines.append(
+            f"{'warm handler, reasons + 5 comps p50':34s} {r['kcprice_p50']:12.1f}  {'':12s}  {'<= 1000':>14s}"
         )
         w = results["warm_handler_us"]
         lines.append(

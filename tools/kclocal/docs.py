@@ -75,7 +75,26 @@ def bench_block() -> str:
             "p50 <= 100 us",
         ),
         _row("batch of 21,613 houses", f"{b['numpy']:.2f} s", f"scikit-learn {b['sklearn']:.2f} s", "<= 0.5 s"),
-        _row("artifact", f"{a['npz']:.2f} MB (.npz)", f"{a['joblib']:.2f} MB (joblib)", ""),
+        *(
+            [
+                _row(
+                    "batch of 21,613 houses with ranges and confidence",
+                    f"{rr['numpy']:.2f} s ({rr['threads']} threads)",
+                    f"scikit-learn `.predict` {rr['sklearn']:.2f} s (OMP threads: {rr['omp_threads']}; ratio "
+                    f"{rr['ratio']:.2f})",
+                    "ratio <= 1.0",
+                ),
+                _row(
+                    "reasons / 5 comparables for one house",
+                    f"{r['explain_one_us']['p50']:.0f} / {r['explain_one_us']['comps5_p50']:.0f} us",
+                    f"tables built at the first explanation: {r['explain_tables_build_s']:.2f} s",
+                    "",
+                ),
+            ]
+            if (rr := r.get("batch_with_ranges_s"))
+            else []
+        ),
+        _row("artifact", f"{a['npz']:.2f} MB (.npz)", f"{a['joblib']:.2f} MB (joblib)", "<= 10 MB"),
         _row(
             "predict handler cold start (import, model from S3, 1 event)",
             f"{hc['kcprice']:.2f} s",
@@ -87,6 +106,18 @@ def bench_block() -> str:
             f"{w['kcprice_p50']:.0f} / {w['kcprice_p99']:.0f} us",
             f"scikit-learn-serving handler {w['sklearn_p50']:,.0f} / {w['sklearn_p99']:,.0f} us",
             "<= 150 / 500 us",
+        ),
+        *(
+            [
+                _row(
+                    "warm predict handler, with reasons and 5 comparables, p50 / p99",
+                    f"{x['kcprice_p50']:.0f} / {x['kcprice_p99']:.0f} us",
+                    "",
+                    "p50 <= 1,000 us",
+                )
+            ]
+            if (x := r.get("warm_handler_explain_comps_us"))
+            else []
         ),
         _row(
             "precompute into the local DynamoDB",
