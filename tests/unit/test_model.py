@@ -283,3 +283,17 @@ def test_the_grid_search_finds_exactly_what_a_scan_of_every_sale_finds(small_mod
         want = np.lexsort((s["id"], -s["day"], d2))[:7]
         got = c.find(raw, 7, float(kc_sales.ids[i]))
         assert [g["id"] for g in got] == [str(int(s["id"][k])) for k in want], i
+
+
+def test_a_batch_scored_on_several_threads_equals_one_row_at_a_time(small_model, kc_sales):
+    import numpy as np
+
+    from kcprice import predictor as module
+    from kcprice.features import design_matrix
+
+    model = small_model.predictor
+    x = design_matrix(kc_sales.raw[:5000], model.grids)
+    batch = model.raw_scores(x)  # split over the CPUs when there are several
+    assert module._cpus() < 2 or 5000 // module._PARALLEL_ROWS >= 2
+    np.testing.assert_array_equal(batch, model._scores(x))
+    np.testing.assert_array_equal(batch[::250], [model.raw_scores(x[i : i + 1])[0] for i in range(0, 5000, 250)])

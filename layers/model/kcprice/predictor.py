@@ -12,9 +12,12 @@ A row goes right when x > threshold, which is scikit-learn's `x <= threshold -> 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,10 +128,20 @@ class Predictor:
 
     # --- scoring -------------------------------------------------------------------------------------------
     def raw_scores(self, features: np.ndarray) -> np.ndarray:
-        """Model output before the inverse link: log(price). (n, n_features) -> (n,)."""
+        """Model output before the inverse link: log(price). (n, n_features) -> (n,). A large batch is split over
+        the CPUs the process may use: numpy's gathers release the GIL (measured on 2 cores, 21,613 rows: 1.22 s on
+        one thread, 0.62 s on two), and each row's score is the same whichever thread computes it."""
         x = np.ascontiguousarray(features, dtype=np.float64)
         if not np.isfinite(x).all():
             raise ValueError("features must be finite")
+        n = x.shape[0]
+        workers = min(_cpus(), n // _PARALLEL_ROWS)
+        if workers > 1:
+            parts = np.array_split(np.arange(n), workers)
+            return np.concatenate(list(_pool().map(lambda idx: self._scores(x[idx]), parts)))
+        return self._scores(x)
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
         feat, thr, value, left, root = self._flat
         n, n_features = x.shape
         if n == 1:  # the API's common case: skip the block bookkeeping
@@ -193,6 +206,19 @@ class Predictor:
         if self.comparables is None:
             return None
         return self.comparables.find(raw_row, n, float(house_id) if house_id else None)
+
+
+_PARALLEL_ROWS = 2048  # below this many rows per thread, a thread costs more than it saves
+
+
+@functools.cache
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_cpus(), thread_name_prefix="kcprice-score")
 
 
 def _check_compatible(meta: dict[str, Any], grids: np.ndarray) -> None:
