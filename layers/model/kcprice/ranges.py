@@ -55,6 +55,13 @@ def fit_spread(x: np.ndarray, residuals: np.ndarray, alpha: float = 1.0) -> tupl
     return coef, float(t0 - coef @ mean)
 
 
+def spread(features: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """exp(features . coef + intercept), bounded: a house far outside the training data gets a wide range, never an
+    infinite one. A row-wise sum, not `features @ coef`: BLAS sums a batch in another order than a single row, and
+    the API (one house) and precompute (a batch) must give the same range to the last bit."""
+    return np.exp(np.clip((features * coef).sum(axis=1) + intercept, -10.0, 3.0))
+
+
 def fsd_percent(spread: np.ndarray, q80: list[float]) -> np.ndarray:
     return 100 * spread * (q80[1] - q80[0]) / (2 * _Z80)
 
@@ -76,8 +83,7 @@ class Ranges:
             raise ValueError("ranges hold non-finite values")
 
     def spread(self, features: np.ndarray) -> np.ndarray:
-        # Bounded: a house far outside the training data gets a wide range, never an infinite one.
-        return np.exp(np.clip(features @ self.coef + self.intercept, -10.0, 3.0))
+        return spread(features, self.coef, self.intercept)
 
     def bounds(self, log_value: np.ndarray, spread: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
         q_lo, q_hi = self.quantiles[key(coverage)]

@@ -250,7 +250,7 @@ def fit_ranges(sales: Sales, params: dict[str, Any] | None = None) -> tuple[np.n
     r = np.log(cal.price) - model.predict_log(x)
     half = np.random.default_rng(SEED + 2).permutation(len(cal)) % 2 == 0
     coef, intercept = ranges.fit_spread(x[half], r[half])
-    spread = np.exp(np.clip(x[~half] @ coef + intercept, -10.0, 3.0))
+    spread = ranges.spread(x[~half], coef, intercept)
     info = {
         "method": "split conformal, spread-scaled residuals (kcprice.ranges)",
         "calibration": f"a random {RANGE_CALIBRATION_SHARE:.0%} of the training sales",
