@@ -135,3 +135,18 @@ def run_cli(argv: list[str]):
     if code:
         raise SystemExit(f"kcprice {' '.join(argv)} exited {code}: {out.getvalue()[-2000:]}")
     return json.loads(out.getvalue())
+
+
+def log_lines(path: Path, start: int, enough, timeout: float = 30) -> list[dict]:
+    """A function's JSON log lines written after `start`. Its output reaches the file through a pump thread,
+    possibly after the invocation has answered: wait (bounded) until `enough(lines)`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path) as f:
+            f.seek(start)
+            lines = [json.loads(line) for line in f.read().splitlines() if line.startswith("{")]
+        if enough(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)

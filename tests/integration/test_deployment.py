@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from kclocal.template import ROOT
 from kcprice import ops, registry
+from tests.integration.conftest import log_lines
 
 
 def _deployment(aws) -> dict:
@@ -103,9 +104,7 @@ def test_snapstart_puts_the_champion_in_the_snapshot_and_checks_it_after_restore
     offset = log.stat().st_size if log.exists() else 0
     answer = aws.invoke("PredictFunction", json.loads((ROOT / "events" / "predict_post.json").read_text()))
     assert answer["statusCode"] == 200 and small_model.meta["version"] in answer["body"]
-    with open(log) as f:
-        f.seek(offset)
-        lines = [json.loads(line) for line in f.read().splitlines() if line.startswith("{")]
+    lines = log_lines(log, offset, lambda lines: any("_aws" in line for line in lines))
     messages = [line.get("message") for line in lines]
     assert "model loaded before the snapshot" in messages and any(
         "restored from a snapshot" in str(m) for m in messages

@@ -11,7 +11,7 @@ from kclocal.data import by_date
 from kcprice import registry
 from kcprice.schema import MAX_BATCH
 from kcprice.storage import price_item
-from tests.integration.conftest import load_event
+from tests.integration.conftest import load_event, log_lines
 
 
 def call(aws, event) -> tuple[int, dict | str]:
@@ -249,9 +249,8 @@ def test_logs_carry_the_request_id_and_metrics_are_emf(aws, champion):
     first, second = load_event("predict_post.json"), load_event("predict_post.json")
     second["requestContext"]["requestId"] = "second-request"
     assert call(aws, first)[0] == call(aws, second)[0] == 200
-    with open(log) as f:
-        f.seek(start)
-        lines = [json.loads(line) for line in f.read().splitlines() if line.startswith("{")]
+
+    lines = log_lines(log, start, lambda lines: sum("_aws" in line for line in lines) >= 2)
     loaded = [line for line in lines if line.get("message") == "model loaded"]
     assert len(loaded) == 1  # the first request loads the champion, the second reuses it
     assert loaded[0]["correlation_id"] == first["requestContext"]["requestId"]
