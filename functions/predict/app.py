@@ -29,11 +29,9 @@ from kcprice.schema import (
     MAX_BATCH,
     ErrorResponse,
     HousePrice,
-    Prediction,
     PredictRequest,
     PredictResponse,
-    reasons,
-    valuation,
+    predict_response,
 )
 from kcprice.storage import STORED_COMPS, get_price, is_transient
 
@@ -166,25 +164,8 @@ def predict(request: PredictRequest):  # no return annotation: the body is seria
     v = model.value_houses(request.houses, request.coverage)
     metrics.add_metric("HousesPriced", MetricUnit.Count, len(v["price"]))
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
-    c = request.coverage
-    rows = zip(v["price"].tolist(), v["low"].tolist(), v["high"].tolist(), v["fsd"].tolist(), strict=True)
-    if request.comps or request.explain:
-        extra = [_extras(model, request, h, r) for h, r in zip(request.houses, v["raw"], strict=True)]
-        predictions = [Prediction(**valuation(*row, c), **e) for row, e in zip(rows, extra, strict=True)]
-    else:
-        predictions = [Prediction(**valuation(*row, c)) for row in rows]
-    body = PredictResponse(model_version=model.version, predictions=predictions)
+    body = predict_response(model, request, v)
     return Response(200, content_types.APPLICATION_JSON, body.model_dump_json(exclude_none=True))
-
-
-def _extras(model, request: PredictRequest, house, raw) -> dict:
-    """What a house's answer carries on request: comparable sales, reasons."""
-    out: dict = {}
-    if request.comps:
-        out["comparables"] = model.comparable_sales(raw, request.comps, house.id)
-    if request.explain and (explained := model.explain_raw(raw)) is not None:
-        out["reasons"] = reasons(explained)
-    return out
 
 
 @app.get(

@@ -107,17 +107,9 @@ def count_items(aws) -> int:
 @contextlib.contextmanager
 def operator_env(stack):
     """What `eval "$(kcprice-local env)"` gives an operator's shell: the endpoint, the admin, the stack's names."""
-    from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
-    from kclocal.cli import local_outputs
-    from kcprice.cli import OUTPUT_VARIABLES
+    from kclocal.cli import env_values
 
-    values = {
-        "AWS_ENDPOINT_URL": stack.endpoint,
-        "AWS_ACCESS_KEY_ID": ADMIN_KEY,
-        "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        **{OUTPUT_VARIABLES[k]: v for k, v in local_outputs(stack.endpoint, stack.bridge.url).items()},
-    }
+    values = env_values(stack.endpoint, stack.bridge.url)
     with mock.patch.dict(os.environ, values):
         yield values
 

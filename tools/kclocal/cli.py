@@ -121,20 +121,25 @@ def local_outputs(endpoint: str, api: str) -> dict[str, str]:
     }
 
 
+def env_values(endpoint: str, api: str) -> dict[str, str]:
+    """The variables that point boto3, the AWS CLI and `kcprice` (its KCPRICE_* outputs) at the local stack."""
+    from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
+    from kcprice.cli import OUTPUT_VARIABLES
+
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ADMIN_KEY,
+        "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **{OUTPUT_VARIABLES[k]: v for k, v in local_outputs(endpoint, api).items()},
+    }
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     """Exports for boto3, the AWS CLI and `kcprice` (its operator commands read the KCPRICE_* variables)."""
     import shlex
 
-    from kclocal.awsd import ADMIN_KEY, ADMIN_SECRET
-    from kcprice.cli import OUTPUT_VARIABLES
-
-    values = {
-        "AWS_ENDPOINT_URL": args.endpoint,
-        "AWS_ACCESS_KEY_ID": ADMIN_KEY,
-        "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        **{OUTPUT_VARIABLES[k]: v for k, v in local_outputs(args.endpoint, args.api).items()},
-    }
+    values = env_values(args.endpoint, args.api)
     print("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items()))
     return 0
 

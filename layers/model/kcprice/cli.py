@@ -56,20 +56,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ValidationError as e:
         print(e, file=sys.stderr)
         return 2
-    from kcprice.schema import Prediction, PredictResponse, reasons, valuation
+    from kcprice.schema import predict_response
 
     model = Predictor.load(args.model)
-    v = model.value_houses(req.houses, req.coverage)  # as POST /predict answers, ranges and comparables included
-    rows = zip(v["price"].tolist(), v["low"].tolist(), v["high"].tolist(), v["fsd"].tolist(), strict=True)
-    predictions = [
-        Prediction(
-            **valuation(*row, req.coverage),
-            comparables=model.comparable_sales(raw, req.comps, h.id) if req.comps else None,
-            reasons=reasons(why) if req.explain and (why := model.explain_raw(raw)) else None,
-        )
-        for row, h, raw in zip(rows, req.houses, v["raw"], strict=True)
-    ]
-    print(PredictResponse(model_version=model.version, predictions=predictions).model_dump_json(exclude_none=True))
+    values = model.value_houses(req.houses, req.coverage)
+    print(predict_response(model, req, values).model_dump_json(exclude_none=True))  # as POST /predict answers
     return 0
 
 

@@ -240,6 +240,24 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+def predict_response(model: Any, request: PredictRequest, values: dict[str, Any]) -> PredictResponse:
+    """The answer to a request from a model's values of its houses (Predictor.value_houses): ranges at the asked
+    coverage, and comparables and reasons when asked. POST /predict and `kcprice predict` both answer with it."""
+    c = request.coverage
+    rows = zip(
+        values["price"].tolist(), values["low"].tolist(), values["high"].tolist(), values["fsd"].tolist(), strict=True
+    )
+    predictions = []
+    for row, house, raw in zip(rows, request.houses, values["raw"], strict=True):
+        extra: dict[str, Any] = {}
+        if request.comps:
+            extra["comparables"] = model.comparable_sales(raw, request.comps, house.id)
+        if request.explain and (explained := model.explain_raw(raw)) is not None:
+            extra["reasons"] = reasons(explained)
+        predictions.append(Prediction(**valuation(*row, c), **extra))
+    return PredictResponse(model_version=model.version, predictions=predictions)
+
+
 class HousePrice(Valuation):
     house_id: str
     comparables: list[Comparable] | None = Field(None, description="with ?comps=N: the stored comparable sales")
