@@ -127,8 +127,7 @@ def _typed_body(app: APIGatewayHttpResolver, next_middleware):
     """
     event = app.current_event
     content_type = event.headers.get("content-type", "").strip()
-    # Media types are case-insensitive and may carry parameters (charset); "application/jsonx" is another type.
-    if content_type and content_type.split(";")[0].strip().lower() != content_types.APPLICATION_JSON:
+    if content_type and not _is_json(content_type):
         raise RequestUnsupportedContentType(
             "Unsupported content type",
             errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": f"got {content_type}"}],
@@ -159,13 +158,49 @@ def _typed_body(app: APIGatewayHttpResolver, next_middleware):
     },
 )
 def predict(request: PredictRequest):  # no return annotation: the body is serialized here, once
+    return Response(200, content_types.APPLICATION_JSON, _valuations(request))
+
+
+def _valuations(request: PredictRequest) -> str:
+    """POST /predict's answer as JSON text: the one domain call of the route, on either path (below)."""
     t0 = time.perf_counter()
     model, _ = _champion()
     v = model.value_houses(request.houses, request.coverage)
     metrics.add_metric("HousesPriced", MetricUnit.Count, len(v["price"]))
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
-    body = predict_response(model, request, v)
-    return Response(200, content_types.APPLICATION_JSON, body.model_dump_json(exclude_none=True))
+    return predict_response(model, request, v).model_dump_json(exclude_none=True)
+
+
+_OK_HEADERS = {"Content-Type": content_types.APPLICATION_JSON}
+
+
+def _is_json(content_type: str) -> bool:
+    # Media types are case-insensitive and may carry parameters (charset); "application/jsonx" is another type.
+    return content_type.split(";")[0].strip().lower() == content_types.APPLICATION_JSON
+
+
+def _fast_predict(event: dict) -> dict | None:
+    """POST /predict's successful answer without the resolver; None for anything else, which the resolver answers.
+
+    Measured (interleaved, one process, one house): the resolver's routing, middleware and response building cost
+    ~145 us a request (521 us through app.resolve, 377 us for the same calls made directly) - the whole of the
+    route's 150 us budget. So a request API Gateway routed to POST /predict (its routeKey) with a JSON body that
+    parses and prices is answered here, in the resolver's exact response format (tests compare the two on the
+    same requests). A bad body, no model or a store error returns None before anything was counted: the resolver
+    then runs the request and answers it in the API's one error format, so errors have a single source.
+    """
+    if event.get("routeKey") != "POST /predict" or event.get("isBase64Encoded"):
+        return None
+    headers = event.get("headers") or {}
+    content_type = headers.get("content-type", headers.get("Content-Type", "")).strip()
+    if content_type and not _is_json(content_type):
+        return None
+    try:
+        request = PredictRequest.model_validate_json(event.get("body") or "")
+        body = _valuations(request)
+    except (ValidationError, NoModelError, StoreUnavailableError, ClientError, BotoCoreError):
+        return None
+    return {"statusCode": 200, "body": body, "isBase64Encoded": False, "headers": dict(_OK_HEADERS), "cookies": []}
 
 
 @app.get(
@@ -322,4 +357,4 @@ def handler(event, context):
     # Every request, whatever its route: a traffic figure of our own, and no invocation without a metric (Powertools
     # warns "No application metrics to publish" on each one that has none).
     metrics.add_metric("Requests", MetricUnit.Count, 1)
-    return app.resolve(event, context)
+    return _fast_predict(event) or app.resolve(event, context)

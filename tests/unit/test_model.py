@@ -285,6 +285,28 @@ def test_the_grid_search_finds_exactly_what_a_scan_of_every_sale_finds(small_mod
         assert [g["id"] for g in got] == [str(int(s["id"][k])) for k in want], i
 
 
+def test_precomputes_batched_search_answers_what_the_api_answers_house_by_house(small_model, kc_sales):
+    # precompute finds comparables for the whole inventory by grid cell (find_many); the API, one house at a time.
+    # Same houses, same answers: including houses far from any sale (their search widens), a house given with
+    # and without its id, and houses off the grid on either side.
+    import numpy as np
+
+    from kcprice import comps
+
+    model = small_model.predictor
+    rng = np.random.default_rng(7)
+    rows = rng.choice(len(kc_sales), 600, replace=False)
+    raw = kc_sales.raw[rows].copy()
+    raw[::50, comps._RAW["lat"]] += 0.5  # north of every sale
+    raw[1::50, comps._RAW["long"]] -= 1.0  # west of the grid
+    ids = [str(int(i)) for i in kc_sales.ids[rows]]
+    ids[2::25] = [""] * len(ids[2::25])  # no id: the house's own sales may be its comparables
+    batch = model.comparable_sales_many(raw, 5, ids)
+    one = [model.comparable_sales(raw[k], 5, ids[k]) for k in range(len(raw))]
+    assert batch == one
+    assert all(len(c) == 5 for c in batch)
+
+
 def test_a_batch_scored_on_several_threads_equals_one_row_at_a_time(small_model, kc_sales):
     import numpy as np
 

@@ -603,7 +603,7 @@ def _precompute_with(s3, ddb, bucket, table, inventory_key, ttl_days, psi_thresh
     day[np.isnan(day)] = predictor.default_day
     values = predictor.value_raw(raw)  # the default (80%) range, as GET /houses/{id}/price answers it
     ids = houses.ids.tolist()
-    comps = [predictor.comparable_sales(raw[k], STORED_COMPS, str(i)) for k, i in enumerate(ids)]
+    comps = predictor.comparable_sales_many(raw, STORED_COMPS, [str(i) for i in ids])
     computed_at = int(now if now is not None else time.time())
     expires_at = computed_at + ttl_days * 86_400
     version = pointer["version"]

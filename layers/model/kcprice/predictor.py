@@ -207,6 +207,13 @@ class Predictor:
             return None
         return self.comparables.find(raw_row, n, float(house_id) if house_id else None)
 
+    def comparable_sales_many(self, raw: np.ndarray, n: int, house_ids: list[str]) -> list[list[dict] | None]:
+        """comparable_sales for every row (house_ids[k] of raw[k]): the same answers, batched by grid cell."""
+        if self.comparables is None:
+            return [None] * len(raw)
+        ids = np.array([float(i) if i else np.nan for i in house_ids])  # NaN equals no sale id: excludes none
+        return list(self.comparables.find_many(raw, n, ids))
+
 
 _PARALLEL_ROWS = 2048  # below this many rows per thread, a thread costs more than it saves
 
