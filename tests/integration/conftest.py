@@ -59,6 +59,11 @@ def aws(local_stack, seed_snapshots, request):
         put = stack.upload(key, body)
         return s3_event(stack.spec.bucket, key, put["ETag"], len(body), version_id=put.get("VersionId"))
 
+    def upload_event(key: str) -> dict:
+        """S3's event for an object already in the bucket (what its upload notified)."""
+        head = stack.s3.head_object(Bucket=stack.spec.bucket, Key=key)
+        return s3_event(stack.spec.bucket, key, head["ETag"], head["ContentLength"], version_id=head.get("VersionId"))
+
     def seed(key: str, body: bytes) -> dict:
         """The empty stack after RetrainFunction has trained on `body` uploaded as `key`: its outcome. The
         function really trains the first time a test process asks for a given upload; after that the bucket
@@ -82,6 +87,7 @@ def aws(local_stack, seed_snapshots, request):
         bucket=stack.spec.bucket,
         table=stack.spec.table,
         upload=upload,
+        upload_event=upload_event,
         seed=seed,
         invoke=stack.invoke,
         client=stack.client,

@@ -19,7 +19,7 @@ def allowed(function: str, action: str, resource: str, **context) -> bool:
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_policies_have_no_wildcards(name):
-    """No wildcard actions, no '*' resources for data services, S3 objects scoped to one prefix each."""
+    """No wildcard actions, no '*' resources for data services, S3 objects scoped to one prefix or one key each."""
     for policy in SPEC.functions[name].policies:
         for st in iam.statements([policy]):
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
@@ -30,7 +30,7 @@ def test_function_policies_have_no_wildcards(name):
                 assert r != "*", st
                 if r.startswith("arn:aws:s3:::"):
                     prefix = r.removeprefix(_arn()).lstrip("/")
-                    assert prefix == "" or (prefix.endswith("/*") and "*" not in prefix[:-2]), r
+                    assert "*" not in prefix or (prefix.endswith("/*") and "*" not in prefix[:-2]), r
 
 
 def test_what_each_function_may_write():
@@ -41,13 +41,17 @@ def test_what_each_function_may_write():
         "drift": "reports/drift/v1/t.json",
         "bad_inventory": "rejected/inventory/houses.csv.json",
         "report": "reports/incoming/x.csv.json",
+        "marketplace": "incoming/marketplace/a_b.csv",
+        "inventory": "inventory/houses.csv",
+        "ingest_report": "reports/ingest/a_b.json",
     }
     writes = {fn: {k for k, v in key.items() if allowed(fn, "s3:PutObject", _arn(v))} for fn in FUNCTIONS}
     assert writes == {
         "PredictFunction": set(),
         "PreTrafficHookFunction": set(),
         "PrecomputeFunction": {"drift", "bad_inventory"},  # its drift report (it failed in AWS without it)
-        "RetrainFunction": {"pointer", "drift", "bad_inventory", "report"},
+        "RetrainFunction": {"pointer", "drift", "bad_inventory", "report", "ingest_report"},
+        "IngestFunction": {"marketplace", "inventory", "ingest_report"},  # its exports, and only those
     }
     assert not any(allowed(fn, "s3:PutObject", _arn("incoming/x.csv")) for fn in FUNCTIONS)  # no retrain loop
     assert not any(allowed(fn, "s3:DeleteObject", _arn("models/champion.json")) for fn in FUNCTIONS)
@@ -59,6 +63,10 @@ def test_what_each_function_may_write():
         ("PredictFunction", ["models/"]),
         ("PrecomputeFunction", ["models/", "inventory/"]),
         ("RetrainFunction", ["incoming/", "datasets/", "models/"]),
+        (
+            "IngestFunction",
+            ["incoming/marketplace/", "reports/incoming/marketplace/", "rejected/incoming/marketplace/"],
+        ),
     ],
 )
 def test_every_function_may_list_what_it_reads_and_nothing_else(function, prefixes):
@@ -131,8 +139,15 @@ def test_async_functions_have_failure_destinations_and_run_one_at_a_time():
 
 
 def test_triggers_cannot_loop():
-    prefixes = {n.function: n.prefix for n in SPEC.notifications}
-    assert prefixes == {"RetrainFunction": "incoming/", "PrecomputeFunction": "models/champion"}
+    triggers = {(n.function, n.prefix) for n in SPEC.notifications}
+    assert triggers == {
+        ("RetrainFunction", "incoming/"),
+        ("PrecomputeFunction", "models/champion"),
+        ("PrecomputeFunction", "inventory/houses"),
+    }
+    for function, prefix in triggers:  # no function may write what starts itself
+        assert not allowed(function, "s3:PutObject", _arn(prefix + "x.csv")), (function, prefix)
+        assert not allowed(function, "s3:PutObject", _arn(prefix + ".json")), (function, prefix)
 
 
 def test_sklearn_is_only_where_training_happens():
@@ -142,6 +157,7 @@ def test_sklearn_is_only_where_training_happens():
         "PreTrafficHookFunction": [],
         "PrecomputeFunction": [],
         "RetrainFunction": [{"Ref": "TrainLayer"}],
+        "IngestFunction": [],
     }
     assert SPEC.raw["Globals"]["Function"]["Layers"] == [{"Ref": "ModelLayer"}]
     lines = (template.ROOT / "layers/model/requirements.txt").read_text().lower().splitlines()

@@ -89,6 +89,15 @@ def _resources(service: str, region: str, account: str, body: bytes, data: dict,
         for item in doc.get("TransactItems", []):
             tables.update(op["TableName"] for op in item.values() if isinstance(op, dict) and "TableName" in op)
         return [f"arn:aws:dynamodb:{region}:{account}:table/{t}" for t in sorted(tables)] or [default]
+    if service == "secretsmanager" and isinstance(doc.get("SecretId"), str):
+        # IAM matches the secret's full ARN (its name plus a random suffix), whichever way the caller names it.
+        secret_id = doc["SecretId"]
+        if secret_id.startswith("arn:"):
+            return [secret_id]
+        from moto.backends import get_backend
+
+        secret = get_backend("secretsmanager")[account][region].secrets.get(secret_id)
+        return [secret.arn if secret is not None else f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id}"]
     if service == "sqs":
         url = doc.get("QueueUrl") or (data.get("QueueUrl") if isinstance(data, dict) else None)
         if isinstance(url, list):

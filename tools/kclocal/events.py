@@ -122,6 +122,8 @@ def write_all(folder: Path) -> list[Path]:
         "precompute_champion_changed.json": s3_event(LOCAL_BUCKET, "models/champion.json", "0" * 32, 512),
         "precompute_schedule.json": schedule_event(),
         "precompute_on_demand.json": {"inventory_key": "inventory/houses.csv"},
+        "ingest_schedule.json": schedule_event(),
+        "ingest_on_demand.json": {},
         "retrain_upload.json": s3_event(LOCAL_BUCKET, f"incoming/sales-before-{SEED_BEFORE}.csv", "0" * 32, 1_000_000),
     }
     folder.mkdir(exist_ok=True)

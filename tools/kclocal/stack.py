@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,7 @@ class LocalStack:
         state_dir: Path | None = None,
         fresh: bool = False,
         save_every: float = 5.0,
+        marketplace: bool = True,
     ):
         self.aws_port, self.api_port, self.say = aws_port, api_port, say
         self.parameters = parameters or {}
@@ -243,6 +245,7 @@ class LocalStack:
         self.journal, self.notifications = journal, notifications
         self.state = State(state_dir) if state_dir else None
         self.fresh, self.save_every = fresh, save_every
+        self.with_marketplace = marketplace
         self.events: list[tuple[str, Any]] = []
         self._done = threading.Condition()
         self._stop = threading.Event()
@@ -255,10 +258,11 @@ class LocalStack:
         self.awsd = Awsd(self.aws_port, self.journal)
         try:
             self.endpoint = self.awsd.endpoint
+            self.admin = session(self.endpoint)
+            self._start_marketplace()
             self.spec = template.load(
                 parameters={**self.parameters, "AwsEndpointUrl": self.endpoint}, endpoint=self.endpoint
             )
-            self.admin = session(self.endpoint)
             self.s3 = self.admin.client("s3", endpoint_url=self.endpoint)
             self.provisioned = provision(self.spec, self.endpoint, self.notifications)
             if self.state and self.fresh:
@@ -298,6 +302,38 @@ class LocalStack:
         self.say(f"HTTP API            {self.bridge.url}  (Swagger UI: {self.bridge.url}/swagger)")
         return self
 
+    def _start_marketplace(self) -> None:
+        """The marketplace's database (a real PostgreSQL) and the secret that points the ingest function at it.
+        Without one the rest of the stack runs, and says why (ingest answers "not_configured")."""
+        from kclocal import marketplace
+
+        self.marketplace = None
+        if not self.with_marketplace:
+            return
+        folder = self.state.folder / "postgres" if self.state else Path(tempfile.mkdtemp(prefix="kclocal-pg-"))
+        if self.state and self.fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.marketplace, why = marketplace.start(folder)
+        self.say(why if self.marketplace else f"no marketplace database ({why}); the rest of the stack runs")
+        if self.marketplace:
+            # A local transaction commits within milliseconds: a 1 s lag (60 s in AWS) keeps tests and demos quick.
+            self.parameters.update(self._marketplace_secret(), MarketplaceSslMode="disable", IngestLagSeconds="1")
+            self._deployed_with = dict(self.parameters)
+
+    def _marketplace_secret(self) -> dict[str, str]:
+        """(Re)create the database's secret, as an RDS-managed secret holds it; its ARN is the stack parameter."""
+        from kclocal.marketplace import SECRET_NAME
+
+        sm = self.admin.client("secretsmanager", endpoint_url=self.endpoint)
+        # moto's custom-id tag fixes the ARN's random suffix: the ARN (a template parameter, in the function's
+        # policy) stays the same when a reset makes the secret again.
+        arn = sm.create_secret(
+            Name=SECRET_NAME,
+            SecretString=json.dumps(self.marketplace.secret()),
+            Tags=[{"Key": "_custom_id_", "Value": "kcloca"}],
+        )["ARN"]
+        return {"MarketplaceSecretArn": arn}
+
     def _save_loop(self) -> None:
         while not self._stop.wait(self.save_every):
             try:
@@ -316,6 +352,8 @@ class LocalStack:
         for part in ("bridge", "lambda_api", "lambdas", "awsd"):
             if hasattr(self, part):
                 getattr(self, part).stop()
+        if getattr(self, "marketplace", None) is not None:
+            self.marketplace.stop()
 
     def deploy(self, parameters: dict[str, str]) -> None:
         """`sam deploy --parameter-overrides`: the functions get their new configuration in new environments."""
@@ -342,6 +380,8 @@ class LocalStack:
             self.provisioned = provision(self.spec, self.endpoint, self.notifications, self.provisioned.credentials)
         else:
             self.awsd.reset()
+            if self.marketplace is not None:  # its secret went with the rest: the same one again
+                self._marketplace_secret()
             self.provisioned = provision(self.spec, self.endpoint, self.notifications)
         connect_notifications(self.spec, self.endpoint, self.provisioned.notify_queues)
         with self._done:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,3 +42,21 @@ class RetrainSettings(_Base):
     # champion's holdout median error, and at least the floor) is quarantined, not trained on.
     plausibility_factor: float = Field(3.0, validation_alias="PLAUSIBILITY_FACTOR", gt=1)
     plausibility_floor: float = Field(0.25, validation_alias="PLAUSIBILITY_FLOOR", gt=0)
+
+
+class IngestSettings(_Base):
+    state_table: str = Field(validation_alias="STATE_TABLE", min_length=3)
+    secret_arn: str = Field("", validation_alias="MARKETPLACE_SECRET_ARN")  # empty: not configured
+    sslmode: Literal["require", "disable"] = Field("require", validation_alias="MARKETPLACE_SSLMODE")
+    schema_text: str = Field("{}", validation_alias="MARKETPLACE_SCHEMA")
+    # Retraining rejects smaller files: the window grows until it holds this many good sales.
+    min_rows: int = Field(50, validation_alias="MIN_UPLOAD_ROWS", ge=1)
+    lag_seconds: float = Field(60.0, validation_alias="INGEST_LAG_SECONDS", ge=0)
+
+    def marketplace_schema(self):
+        """kcprice.marketplace.Schema from MARKETPLACE_SCHEMA (a bad name fails the cold start, naming it)."""
+        import json
+
+        from kcprice.marketplace import Schema
+
+        return Schema(**json.loads(self.schema_text))

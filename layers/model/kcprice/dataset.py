@@ -224,9 +224,13 @@ def _numbers(cells: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return values, empty, bad
 
 
-def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[Sales | None, ValidationReport]:
+def read_sales(
+    data: bytes, min_rows: int = 1, labelled: bool = True, skip_bad_rows: bool = False
+) -> tuple[Sales | None, ValidationReport]:
     """bytes of a CSV -> (Sales, report) when clean, (None, report) when not. Row numbers are 1-based file lines.
-    labelled=False: an inventory (see read_inventory)."""
+    labelled=False: an inventory (see read_inventory). skip_bad_rows: sales read row by row like an inventory (the
+    marketplace export: one bad row in the database must not hold back the others; report.skipped lists it)."""
+    per_row = skip_bad_rows or not labelled
     digest = hashlib.sha256(data).hexdigest()
     problems: list[Problem] = []
     required = REQUIRED if labelled else INVENTORY_REQUIRED
@@ -239,7 +243,7 @@ def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[S
     if not table.ok:
         return reject()
     short = [i for i, r in enumerate(body) if len(r) != len(table.header)]
-    if short and labelled:
+    if short and not per_row:
         problems.append(
             Problem(
                 "row_length",
@@ -278,7 +282,7 @@ def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[S
             return
         idx = np.flatnonzero(mask)
         examples = [
-            {"row": int(i) + 2, "value": shown[i][:40], **({} if labelled else {"id": ids_text[i]})}
+            {"row": int(i) + 2, "value": shown[i][:40], **({"id": ids_text[i]} if per_row else {})}
             for i in idx[:_EXAMPLES]
         ]
         problems.append(Problem(code, message, column, int(idx.size), examples))
@@ -335,7 +339,7 @@ def read_sales(data: bytes, min_rows: int = 1, labelled: bool = True) -> tuple[S
     what = "the same sale (id, date) appears twice" if labelled else "the same house id appears twice"
     flag("duplicate_rows", what, "id", dup, ids_text)
 
-    if labelled and problems:
+    if problems and not per_row:
         return reject()
     keep = ~bad_rows
     report = ValidationReport(bool(keep.any()), n, problems, digest, [skipped[i] for i in sorted(skipped)])

@@ -2,7 +2,9 @@
 here; tests/unit/test_template.py checks that each function's IAM policy allows exactly the writes listed.
 
     key                                   written by                     read by
-    incoming/<name>.csv                   people, the ingest function    RetrainFunction (S3 trigger)
+    incoming/<name>.csv                   people                         RetrainFunction (S3 trigger)
+    incoming/marketplace/<from>_<to>.csv  IngestFunction                 RetrainFunction (S3 trigger), IngestFunction
+    reports/ingest/<from>_<to>.json       IngestFunction                 operators (rows left out, database keys)
     datasets/<sha256>.csv                 RetrainFunction                RetrainFunction
     datasets/ledger.json                  RetrainFunction (conditional)  RetrainFunction, operators
     models/<version>/model.npz|.json|...  RetrainFunction                PredictFunction, PrecomputeFunction
@@ -12,7 +14,7 @@ here; tests/unit/test_template.py checks that each function's IAM policy allows 
     reports/drift/<version>/<time>.json   PrecomputeFunction             operators
     rejected/<upload key>.json            RetrainFunction                operators, kcprice
     rejected/<inventory key>.json         PrecomputeFunction             operators
-    inventory/houses.csv                  people, the ingest function    PrecomputeFunction
+    inventory/houses.csv                  people, IngestFunction         PrecomputeFunction (S3 trigger), IngestFunction
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ INVENTORY = "inventory/"
 CHAMPION = MODELS + "champion.json"
 LEDGER = DATASETS + "ledger.json"
 DEFAULT_INVENTORY = INVENTORY + "houses.csv"
+MARKETPLACE = INCOMING + "marketplace/"
+INGEST_REPORTS = REPORTS + "ingest/"
 
 # function -> prefixes it writes (the template grants PutObject on exactly these)
 WRITERS: dict[str, tuple[str, ...]] = {
@@ -33,6 +37,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "PrecomputeFunction": (REPORTS + "drift/", REJECTED + INVENTORY),
     "PredictFunction": (),
     "PreTrafficHookFunction": (),  # it calls the new predict version, never the bucket
+    "IngestFunction": (MARKETPLACE, INGEST_REPORTS, DEFAULT_INVENTORY),
 }
 # function -> prefixes it reads (GetObject, and ListBucket for those prefixes so a missing key is a 404)
 READERS: dict[str, tuple[str, ...]] = {
@@ -40,6 +45,8 @@ READERS: dict[str, tuple[str, ...]] = {
     "PrecomputeFunction": (MODELS, INVENTORY),
     "PredictFunction": (MODELS,),
     "PreTrafficHookFunction": (),
+    # its own exports (is the claimed window's file there?), retraining's verdict on the last one, the inventory
+    "IngestFunction": (MARKETPLACE, REPORTS + MARKETPLACE, REJECTED + MARKETPLACE, DEFAULT_INVENTORY),
 }
 
 
@@ -62,3 +69,12 @@ def rejection(key: str) -> str:
 
 def drift_report(model_version: str, stamp: str) -> str:
     return f"{REPORTS}drift/{model_version}/{stamp}.json"
+
+
+def marketplace_export(after: str, upto: str) -> str:
+    return f"{MARKETPLACE}{after}_{upto}.csv"
+
+
+def marketplace_report(export_key: str) -> str:
+    """The rows an export left out (validation), with their database keys."""
+    return f"{INGEST_REPORTS}{export_key.removeprefix(MARKETPLACE).removesuffix('.csv')}.json"
