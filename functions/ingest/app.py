@@ -51,8 +51,10 @@ def handler(event, context):
     secret = json.loads(secrets.get_secret_value(SecretId=settings.secret_arn)["SecretString"])
     conn = connect(secret, settings.sslmode)
     try:
-        out = ingest(conn, s3, ddb, settings.bucket, settings.state_table, settings.marketplace_schema(), settings.min_rows,
-                     settings.lag_seconds)  # fmt: skip
+        schema = settings.marketplace_schema()
+        out = ingest(
+            conn, s3, ddb, settings.bucket, settings.state_table, schema, settings.min_rows, settings.lag_seconds
+        )
     finally:
         conn.close()
     metrics.add_metric("SalesExported", MetricUnit.Count, out.rows)

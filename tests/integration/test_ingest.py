@@ -45,7 +45,8 @@ def market(aws):
         """One ingest run as the function makes it (its role, a connection of its own, no lag)."""
         db = connect(pg.secret(), "disable")
         try:
-            return ingest(db, s3, ddb, settings.bucket, settings.state_table, settings.marketplace_schema(), min_rows, 0.0, step)
+            schema = settings.marketplace_schema()
+            return ingest(db, s3, ddb, settings.bucket, settings.state_table, schema, min_rows, 0.0, step)
         finally:
             db.close()
 
