@@ -5,6 +5,8 @@ kcprice-local upload FILE [--inventory]                          what `aws s3 cp
 kcprice-local demo                                               the scripted story against a running stack
 kcprice-local env                                                exports for the AWS CLI / boto3 / sam local
 kcprice-local credentials FUNCTION                               a function's role, as shell exports
+kcprice-local marketplace add-sales FILE                         new sales into the marketplace database
+kcprice-local marketplace ingest                                 export them now (the ingest function)
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def local_outputs(endpoint: str, api: str) -> dict[str, str]:
         "FailureQueueUrl": spec.queue_url("FailureQueue", endpoint),
         "RetrainFunctionName": spec.functions["RetrainFunction"].physical,
         "PrecomputeFunctionName": spec.functions["PrecomputeFunction"].physical,
+        "IngestFunctionName": spec.functions["IngestFunction"].physical,
         "ApiUrl": api,
     }
 
@@ -157,6 +160,52 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         f"AWS_SESSION_TOKEN={c['SessionToken']} AWS_DEFAULT_REGION=us-east-1"
     )
     return 0
+
+
+def _marketplace(endpoint: str):
+    """A connection to the running stack's marketplace database, from the secret the ingest function reads."""
+    from kclocal.marketplace import SECRET_NAME
+    from kclocal.stack import session
+    from kcprice.marketplace import connect
+
+    sm = session(endpoint).client("secretsmanager", endpoint_url=endpoint)
+    try:
+        secret = json.loads(sm.get_secret_value(SecretId=SECRET_NAME)["SecretString"])
+    except Exception as e:  # no stack, or a stack that started no database (it said why)
+        raise SystemExit(
+            f"kcprice-local: no marketplace database at {endpoint} ({e}); is `make local` running?"
+        ) from None
+    return connect(secret, "disable")
+
+
+def cmd_add_sales(args: argparse.Namespace) -> int:
+    """Sales (the KC CSV format) recorded now in the marketplace's database: the next ingest exports them."""
+    from kclocal.marketplace import insert_sales
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"kcprice-local: no such file: {path}", file=sys.stderr)
+        return 2
+    conn = _marketplace(args.endpoint)
+    try:
+        n = insert_sales(conn, path.read_bytes())
+    finally:
+        conn.close()
+    print(f"recorded {n} sales in the marketplace database; `kcprice-local marketplace ingest` exports them now")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Invoke the ingest function now (as an operator would with `aws lambda invoke`)."""
+    from kclocal import template
+    from kclocal.stack import session
+
+    name = template.load(endpoint=args.endpoint).functions["IngestFunction"].physical
+    lam = session(args.endpoint).client("lambda", endpoint_url=args.endpoint)
+    out = lam.invoke(FunctionName=name, Payload=b"{}")
+    result = json.loads(out["Payload"].read())
+    print(json.dumps(result, indent=2))
+    return 1 if out.get("FunctionError") else 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -220,10 +269,26 @@ def main(argv: list[str] | None = None) -> int:
     env.set_defaults(func=cmd_env)
     cr = sub.add_parser("credentials", help="print exports of a function's role credentials on the local endpoint")
     cr.add_argument(
-        "function", choices=["PredictFunction", "PrecomputeFunction", "RetrainFunction", "PreTrafficHookFunction"]
+        "function",
+        choices=[
+            "PredictFunction",
+            "PrecomputeFunction",
+            "RetrainFunction",
+            "PreTrafficHookFunction",
+            "IngestFunction",
+        ],  # fmt: skip
     )
     cr.add_argument("--endpoint", default=endpoint)
     cr.set_defaults(func=cmd_credentials)
+    mk = sub.add_parser("marketplace", help="the local marketplace database (PostgreSQL) and its ingestion")
+    mk_sub = mk.add_subparsers(dest="what", required=True)
+    add = mk_sub.add_parser("add-sales", help="record the sales of a CSV (KC format) in the marketplace database")
+    add.add_argument("file")
+    add.add_argument("--endpoint", default=endpoint)
+    add.set_defaults(func=cmd_add_sales)
+    ing = mk_sub.add_parser("ingest", help="run the ingest function now (it also runs on IngestSchedule)")
+    ing.add_argument("--endpoint", default=endpoint)
+    ing.set_defaults(func=cmd_ingest)
     load = sub.add_parser("load", help="headless locust run (default: a fresh local stack on loopback)")
     load.add_argument("--host", help="API base URL; default: start a local stack")
     load.add_argument("--users", type=int, default=10)

@@ -66,6 +66,20 @@ print('pretraffic ok:', len(found), 'requests from events/')
 """
 )
 
+# The driver ships in the function's own folder (functions/ingest/requirements.txt), not in the shared layer.
+INGEST = (
+    BOTO3
+    + """
+import os, sys
+os.environ.update(BUCKET_NAME='b-b-b', STATE_TABLE='state', AWS_DEFAULT_REGION='us-east-1')
+import app  # the built IngestFunction's handler module
+import pg8000, scramp
+assert '/IngestFunction/' in pg8000.__file__, pg8000.__file__
+settings, s3, ddb, secrets = app.runtime()
+print('ingest ok: pg8000', pg8000.__version__, 'schema', settings.marketplace_schema().sales_table)
+"""
+)
+
 
 def runtime_dir() -> Path:
     """What the Lambda python3.12 runtime ships besides the standard library: its boto3 (cached in build/)."""
@@ -101,6 +115,7 @@ def main(argv: list[str]) -> int:
     run(build, "PrecomputeFunction", ["ModelLayer"], PREDICT.replace("predict ok", "precompute ok"))
     run(build, "RetrainFunction", ["ModelLayer", "TrainLayer"], RETRAIN, str(data))
     run(build, "PreTrafficHookFunction", ["ModelLayer"], PRETRAFFIC)
+    run(build, "IngestFunction", ["ModelLayer"], INGEST)
     return 0
 
 

@@ -98,6 +98,7 @@ OUTPUT_VARIABLES = {
     "FailureQueueUrl": "KCPRICE_FAILURE_QUEUE_URL",
     "RetrainFunctionName": "KCPRICE_RETRAIN_FUNCTION",
     "PrecomputeFunctionName": "KCPRICE_PRECOMPUTE_FUNCTION",
+    "IngestFunctionName": "KCPRICE_INGEST_FUNCTION",
     "ApiUrl": "KCPRICE_API_URL",
 }
 
@@ -199,6 +200,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
         return _print(listed if args.full else [{k: v for k, v in f.items() if k != "request_payload"} for f in listed])
     # Only the stack's own asynchronous functions: a record naming anything else stays in the queue.
     ours = {target.output("RetrainFunctionName"), target.output("PrecomputeFunctionName")}
+    ours |= {f for f in [target.outputs.get("IngestFunctionName")] if f}  # stacks from before ingest lack it
     done = ops.redrive_failures(sqs, target.client("lambda"), queue, ours)
     _log(f"redrove {len(done)} failed event(s)")
     return _print(done)

@@ -26,6 +26,7 @@ from typing import Any
 
 from kcprice.dataset import INVENTORY_REQUIRED, REQUIRED
 
+DEFAULT_COLUMNS = {"id": "house_id", "date": "sale_date"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -48,7 +49,7 @@ class Schema:
     recorded_at: str = "recorded_at"  # set when a version of a sale is recorded (insert or correction)
     listings_table: str = "listings"
     listed: str = "active"  # boolean column: the house is for sale now
-    columns: dict[str, str] = field(default_factory=lambda: {"id": "house_id", "date": "sale_date"})
+    columns: dict[str, str] = field(default_factory=dict)  # over DEFAULT_COLUMNS; the rest keep our names
 
     def __post_init__(self) -> None:
         unknown = set(self.columns) - set(REQUIRED)
@@ -60,7 +61,7 @@ class Schema:
             quote(name)
 
     def _col(self, ours: str) -> str:
-        return quote(self.columns.get(ours, ours))
+        return quote({**DEFAULT_COLUMNS, **self.columns}.get(ours, ours))
 
     def sales_query(self) -> str:
         """Each sale recorded or corrected in (from, to], its latest version in the window, and its database key."""
