@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             "RetrainFunction",
             "PreTrafficHookFunction",
             "IngestFunction",
-        ],  # fmt: skip
+        ],
     )
     cr.add_argument("--endpoint", default=endpoint)
     cr.set_defaults(func=cmd_credentials)
