@@ -59,6 +59,8 @@ ready (functions run OpenMP on {threads} thread(s); data kept in {args.state}). 
   curl -s {api}/houses/7129300520/price
   curl -s {api}/model | head -c 600
   .venv/bin/kcprice-local upload new_sales.csv      # retrains; prints the outcome
+  .venv/bin/kcprice-local marketplace add-sales new_sales.csv && .venv/bin/kcprice-local marketplace ingest
+                                                    # the same through the marketplace's PostgreSQL
   make demo                                         # the scripted story, in another terminal
   eval "$(.venv/bin/kcprice-local env)"             # then the AWS CLI / boto3 talk to this stack
 Ctrl-C stops everything (the data stays: --fresh starts empty).""",

@@ -310,7 +310,12 @@ class LocalStack:
         self.marketplace = None
         if not self.with_marketplace:
             return
-        folder = self.state.folder / "postgres" if self.state else Path(tempfile.mkdtemp(prefix="kclocal-pg-"))
+        # Beside the saved state, not in it: --fresh moves that folder aside, which a running server must not see.
+        folder = (
+            self.state.folder.with_name(self.state.folder.name + "-postgres")
+            if self.state
+            else Path(tempfile.mkdtemp(prefix="kclocal-pg-"))
+        )
         if self.state and self.fresh:
             shutil.rmtree(folder, ignore_errors=True)
         self.marketplace, why = marketplace.start(folder)
