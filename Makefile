@@ -47,8 +47,11 @@ check: lint unit
 unit: install
 	$(PYTEST) tests/unit
 
+# The evaluation protocol (kcprice.evaluation): nine splits x kc-price and its yardsticks -> build/quality.json
+# (about 5 minutes on 2 cores); `make docs QUALITY=1` puts the table in docs/model.md. CI runs the quick protocol
+# in tests/quality.
 quality: install
-	$(PYTEST) tests/quality
+	$(PY) -m kcprice.cli evaluate --out build/quality.json
 
 integration: install
 	$(PYTEST) -n 2 --dist loadgroup tests/integration
@@ -86,9 +89,11 @@ load: install
 	kcprice-local load
 
 # Re-render the generated blocks of README.md and docs/ from docs/data/. DEMO=1 runs the demo on a fresh local
-# stack, MODEL=1 trains on both splits, BENCH=1 takes build/bench.json, TIMES=1 build/test-times.json.
+# stack, MODEL=1 trains on both splits, BENCH=1 takes build/bench.json, TIMES=1 build/test-times.json, QUALITY=1
+# build/quality.json (from `make quality`).
 docs: install
-	$(PY) -m kclocal.docs $(if $(DEMO),--demo) $(if $(MODEL),--model) $(if $(BENCH),--bench) $(if $(TIMES),--times)
+	$(PY) -m kclocal.docs $(if $(DEMO),--demo) $(if $(MODEL),--model) $(if $(BENCH),--bench) $(if $(TIMES),--times) \
+	  $(if $(QUALITY),--quality)
 
 # The README's `sam local` commands against the local AWS endpoint, in Docker (see tools/kclocal/samlocal.py).
 sam-local: build

@@ -53,7 +53,15 @@ def handler(event, context):
     try:
         schema = settings.marketplace_schema()
         out = ingest(
-            conn, s3, ddb, settings.bucket, settings.state_table, schema, settings.min_rows, settings.lag_seconds
+            conn,
+            s3,
+            ddb,
+            settings.bucket,
+            settings.state_table,
+            schema,
+            settings.min_rows,
+            settings.lag_seconds,
+            max_rows=settings.max_rows,
         )
     finally:
         conn.close()

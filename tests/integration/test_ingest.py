@@ -41,12 +41,12 @@ def market(aws):
     settings = settings_of(aws.stack, IngestSettings, "IngestFunction")
     s3, ddb = aws.client("s3", "IngestFunction"), aws.client("dynamodb", "IngestFunction")
 
-    def run(step=lambda _: None, min_rows: int = 50):
+    def run(step=lambda _: None, min_rows: int = 50, max_rows: int = 100_000):
         """One ingest run as the function makes it (its role, a connection of its own, no lag)."""
         db = connect(pg.secret(), "disable")
         try:
             schema = settings.marketplace_schema()
-            return ingest(db, s3, ddb, settings.bucket, settings.state_table, schema, min_rows, 0.0, step)
+            return ingest(db, s3, ddb, settings.bucket, settings.state_table, schema, min_rows, 0.0, step, max_rows)
         finally:
             db.close()
 
@@ -210,3 +210,17 @@ def test_the_function_reads_its_secret_and_runs(aws, market):
     time.sleep(1.5)  # the local stack's IngestLagSeconds
     out = aws.invoke("IngestFunction", {})
     assert out["status"] == "exported" and out["rows"] == 60
+
+
+def test_a_long_history_is_exported_in_parts(aws, market):
+    market.insert(sales_csv(20, 0, 250))
+    first = market.run(max_rows=100)
+    assert first.status == "exported" and first.rows == 100
+    market.retrain(first.key)
+    second = market.run(max_rows=100)
+    assert second.status == "exported" and second.rows == 100 and second.window["from"] == first.window["to"]
+    market.retrain(second.key)
+    third = market.run(max_rows=100)
+    assert third.status == "exported" and third.rows == 50
+    rows = market.exported_rows([first.key, second.key, third.key])
+    assert len({(i, d) for i, d, _ in rows}) == len(rows) == 250

@@ -1,5 +1,7 @@
 """Security and reliability properties of template.yaml, checked on the template itself."""
 
+import json
+
 import pytest
 
 from kclocal import iam, template
@@ -376,8 +378,6 @@ def test_the_metric_names_the_alarms_watch_are_the_ones_the_functions_publish():
 
 def test_the_sam_local_env_file_names_every_function_as_the_template_does():
     """`sam local invoke --env-vars events/env.sam-local.json` (make sam-local checks it too, but needs Docker)."""
-    import json
-
     from kclocal.samlocal import ENV_FILE, env_vars, local_spec
 
     assert json.loads(ENV_FILE.read_text()) == env_vars(local_spec("http://127.0.0.1:4566"))
@@ -399,3 +399,37 @@ def test_parameters_that_reach_a_function_environment_resolve_under_sam_local():
     for name in referenced & set(params):
         assert not isinstance(params[name].get("Default"), float), name
     assert re.search(r"DriftAlarmPsi:\n    Type: Number\n    Default: \"0.2\"", text)
+
+
+def test_the_ingest_function_joins_the_databases_vpc_and_reads_only_its_secret_when_configured():
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kc-price/marketplace-AbCdEf"
+    on = template.translate(
+        parameters={
+            "MarketplaceSecretArn": arn,
+            "MarketplaceSubnetIds": "subnet-1,subnet-2",
+            "MarketplaceSecurityGroupIds": "sg-1",
+        }
+    )["Resources"]
+    off = template.translate()["Resources"]
+    fn_on, fn_off = on["IngestFunction"]["Properties"], off["IngestFunction"]["Properties"]
+    assert fn_on["VpcConfig"] == {"SubnetIds": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
+    assert "VpcConfig" not in fn_off
+
+    # Lambda creates the function's network interfaces with its role: the VPC access policy only in a VPC.
+    def managed(res) -> str:
+        return json.dumps(res["IngestFunctionRole"]["Properties"].get("ManagedPolicyArns", []))
+
+    assert "service-role/AWSLambdaVPCAccessExecutionRole" in managed(on)
+    assert "AWSLambdaVPCAccessExecutionRole" not in managed(off)
+    secret_statements = [
+        st
+        for pol in on["IngestFunctionRole"]["Properties"]["Policies"]
+        for st in pol["PolicyDocument"]["Statement"]
+        if "secretsmanager:GetSecretValue" in st["Action"]
+    ]
+    assert [st["Resource"] for st in secret_statements] == [arn]
+
+    def schedule(res) -> list[str]:  # the schedule runs only with a database to read
+        return [r["Properties"]["State"] for k, r in res.items() if r["Type"] == "AWS::Events::Rule" and "Ingest" in k]
+
+    assert schedule(on) == ["ENABLED"] and schedule(off) == ["DISABLED"]

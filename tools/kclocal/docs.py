@@ -7,7 +7,8 @@ rendered from a file in docs/data/ that a command writes:
   its output, with the time each step took;
 - `bench.json`: a copy of `build/bench.json` from the last `make bench`;
 - `model.json`: the metrics of `kcprice train` on the shipped data (random and temporal splits);
-- `test-times.json`: the seconds of each step of the last `make test` (it writes `build/test-times.json`).
+- `test-times.json`: the seconds of each step of the last `make test` (it writes `build/test-times.json`);
+- `quality.json`: the evaluation protocol's table from the last `make quality` (`kcprice evaluate`).
 
 `python -m kclocal.docs --check` (a unit test runs it) fails when a block differs from what its data renders:
 edit the data's command, not the block.
@@ -159,6 +160,52 @@ def ranges_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def quality_block() -> str:
+    """The evaluation protocol's table (kcprice evaluate -> build/quality.json, copied by `make docs QUALITY=1`)."""
+    q = _load("quality.json")
+    models = ("kc-price", "hgb-default", "lgbm-location")
+    head = ("splits", "model", "MAPE (sd)", "median APE", "within 5 / 10 / 20%", "R2", "MAPE gap, kc-price minus it")
+    lines = [_row(*head), _row(*["---"] * len(head))]
+    for kind, s in q["summary"].items():
+        for model in models:
+            m = s[model]
+            gap = f"{s['gap_mape'][model]:+.2f}" if model in s["gap_mape"] else ""
+            lines.append(
+                _row(
+                    f"{kind} ({len(s['splits'])})" if model == models[0] else "",
+                    model,
+                    f"{m['mape']['mean']:.2f}% ({m['mape']['sd']:.2f})",
+                    f"{m['median_ape']['mean']:.2f}%",
+                    " / ".join(f"{m[f'within_{k}']['mean']:.1f}%" for k in (5, 10, 20)),
+                    f"{m['r2']['mean']:.3f}",
+                    gap,
+                )
+            )
+    lines.append("")
+    lines.append(_row("goal", "kc-price", "goal", "best yardstick", "met"))
+    lines.append(_row(*["---"] * 5))
+    for name, g in q["goals"].items():
+        lines.append(
+            _row(
+                name,
+                f"{g['kc-price']:.2f}%",
+                f"<= {g['goal']:.2f}%",
+                f"{g['best_yardstick']:.2f}%",
+                "yes" if g["met"] else "no",
+            )
+        )
+    cover = []
+    for name, row in q["splits"].items():
+        for k, r in row["kc-price"]["ranges"].items():
+            cover.append(f"{name} {float(k):.0%}: {r['coverage']:.1f}%")
+    lines.append("")
+    lines.append(
+        f"Range coverage on each split's test sales: {'; '.join(cover)}. {q['n_sales']:,} sales; "
+        f"the run took {q['seconds'] / 60:.0f} min."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def times_block() -> str:
     t = _load("test-times.json")
 
@@ -179,6 +226,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "model": model_block,
     "ranges": ranges_block,
     "test-times": times_block,
+    "quality": quality_block,
 }
 
 
@@ -232,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="store_true", help="train on both splits (about a minute)")
     ap.add_argument("--bench", action="store_true", help="take build/bench.json from the last `make bench`")
     ap.add_argument("--times", action="store_true", help="take build/test-times.json from the last `make test`")
+    ap.add_argument("--quality", action="store_true", help="take build/quality.json from the last `make quality`")
     args = ap.parse_args(argv)
     if args.check:
         if bad := stale():
@@ -247,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(ROOT / "build" / "bench.json", DATA / "bench.json")
     if args.times:
         shutil.copy(ROOT / "build" / "test-times.json", DATA / "test-times.json")
+    if args.quality:
+        shutil.copy(ROOT / "build" / "quality.json", DATA / "quality.json")
     for page in PAGES:
         if page.exists():
             page.write_text(render(page.read_text()))

@@ -452,12 +452,18 @@ class LocalStack:
 
     def wait_for(self, function: str, count: int, timeout: float = 900) -> list[Any]:
         """Block until `function` has finished `count` S3 events in total (each after its retries); their results."""
-        with self._done:
-            ok = self._done.wait_for(lambda: sum(f == function for f, _ in self.events) >= count, timeout)
-        if not ok:
-            raise TimeoutError(f"{function} handled fewer than {count} events in {timeout}s")
-        with self._done:
+        return self.wait_until(function, lambda results: len(results) >= count, timeout, f"fewer than {count} events")
+
+    def wait_until(self, function: str, done: Callable[[list[Any]], Any], timeout: float = 900, what: str = "") -> list:
+        """Block until done(results of `function`'s S3 events so far) is true; those results."""
+
+        def results() -> list[Any]:
             return [r for f, r in self.events if f == function]
+
+        with self._done:
+            if not self._done.wait_for(lambda: done(results()), timeout):
+                raise TimeoutError(f"{function}: {what or 'condition not met'} in {timeout}s")
+            return results()
 
     def upload(self, key: str, body: bytes) -> dict:
         return self.s3.put_object(Bucket=self.spec.bucket, Key=key, Body=body)
@@ -477,5 +483,7 @@ class LocalStack:
         if "outcomes" not in retrain or retrain["outcomes"][0]["status"] != "promoted":
             raise RuntimeError(f"seeding failed: {retrain}")
         self.say(f"promoted {retrain['outcomes'][0]['version']}; precomputing the inventory ...")
-        (pre,) = self.wait_for("PrecomputeFunction", 1)
+        # The inventory's own upload started a precompute too, which found no model yet: wait for the written one.
+        results = self.wait_until("PrecomputeFunction", lambda rs: any(r.get("status") == "written" for r in rs))
+        pre = next(r for r in results if r.get("status") == "written")
         self.say(f"precomputed {pre.get('items')} prices with {pre.get('model_version')}")

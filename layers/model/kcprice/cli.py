@@ -42,6 +42,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """The evaluation protocol (kcprice.evaluation): every split, kc-price and the yardsticks, one table."""
+    from kcprice import evaluation
+    from kcprice.dataset import read_sales
+
+    sales, report = read_sales(Path(args.csv).read_bytes())
+    if sales is None:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 1
+    t0 = time.perf_counter()
+    names = evaluation.QUICK if args.quick else tuple(args.splits or evaluation.FULL)
+    result = evaluation.evaluate(sales, names, log=_log)
+    result["seconds"] = time.perf_counter() - t0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True))
+    _log(f"wrote {out} in {result['seconds']:.0f}s")
+    print(json.dumps({"summary": result["summary"], "goals": result["goals"]}, indent=2))
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -282,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--no-eval", action="store_true", help="skip the random/temporal evaluation fits")
     t.add_argument("--min-rows", type=int, default=1000)
     t.set_defaults(func=cmd_train)
+    ev = sub.add_parser("evaluate", help="the evaluation protocol: splits x (kc-price, yardsticks) -> a JSON table")
+    ev.add_argument("csv", nargs="?", default=str(Path(__file__).resolve().parents[3] / "data" / "kc_house_data.csv"))
+    ev.add_argument("--quick", action="store_true", help="random-1, group-1 and temporal only (CI)")
+    ev.add_argument("--splits", nargs="*", help="names of splits to run (default: all nine)")
+    ev.add_argument("--out", default="build/quality.json")
+    ev.set_defaults(func=cmd_evaluate)
     q = sub.add_parser("predict", help='price houses: a JSON list or {"houses": [...]}, file or - for stdin')
     q.add_argument("houses")
     q.add_argument("--model", required=True, help="path to model.npz")

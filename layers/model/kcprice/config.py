@@ -52,6 +52,8 @@ class IngestSettings(_Base):
     # Retraining rejects smaller files: the window grows until it holds this many good sales.
     min_rows: int = Field(50, validation_alias="MIN_UPLOAD_ROWS", ge=1)
     lag_seconds: float = Field(60.0, validation_alias="INGEST_LAG_SECONDS", ge=0)
+    # At most this many sale versions per export: a first export of a long history goes in parts.
+    max_rows: int = Field(100_000, validation_alias="INGEST_MAX_ROWS", ge=1)
 
     def marketplace_schema(self):
         """kcprice.marketplace.Schema from MARKETPLACE_SCHEMA (a bad name fails the cold start, naming it)."""

@@ -5,7 +5,8 @@ One run (scheduled, or on demand):
 1. Read the watermark (DynamoDB item, one per source): sales up to it have been exported.
 2. If the previous export has no retraining report yet, stop: exports are trained on in order, so an older version
    of a sale can never be merged after a newer one (a retry or a redrive would otherwise reorder them).
-3. The window is (watermark, database now - lag]. Its sales (latest version of each) are validated row by row:
+3. The window is (watermark, database now - lag], shortened to hold at most about `max_rows` versions (a long
+   history goes in parts, one per run and retraining). Its sales (latest version of each) are validated row by row:
    rows that fail are left out and reported with their database keys (reports/marketplace/<window>.json), so one
    bad row never holds back the others. With fewer good rows than retraining accepts, nothing is claimed: the
    window grows until the next run.
@@ -32,7 +33,16 @@ from botocore.exceptions import ClientError
 
 from kcprice import layout
 from kcprice.dataset import read_sales
-from kcprice.marketplace import EPOCH, Schema, database_now, fetch_listings, fetch_sales, parse_stamp, stamp
+from kcprice.marketplace import (
+    EPOCH,
+    Schema,
+    database_now,
+    fetch_listings,
+    fetch_sales,
+    parse_stamp,
+    stamp,
+    window_end,
+)
 from kcprice.storage import error_code, is_missing, put_json
 
 log = logging.getLogger(__name__)
@@ -122,15 +132,16 @@ def ingest(
     min_rows: int,
     lag_seconds: float,
     step: Callable[[str], None] = lambda _: None,
+    max_rows: int = 100_000,
 ) -> IngestOutcome:
     """One run (module docstring). `step` is called after each durable step (tests stop the run there)."""
-    out = _sales(conn, s3, ddb, bucket, state_table, schema, min_rows, lag_seconds, step)
+    out = _sales(conn, s3, ddb, bucket, state_table, schema, min_rows, lag_seconds, step, max_rows)
     out.inventory = _inventory(conn, s3, bucket, schema)
     step("inventory")
     return out
 
 
-def _sales(conn, s3, ddb, bucket, state_table, schema, min_rows, lag_seconds, step) -> IngestOutcome:
+def _sales(conn, s3, ddb, bucket, state_table, schema, min_rows, lag_seconds, step, max_rows) -> IngestOutcome:
     state = State(ddb, state_table)
     current = state.read()
     after = current.get("watermark", stamp(EPOCH))
@@ -138,7 +149,11 @@ def _sales(conn, s3, ddb, bucket, state_table, schema, min_rows, lag_seconds, st
     if pending is None and (last := current.get("last_key")) and not retrained(s3, bucket, last):
         log.info("ingest: %s is not retrained yet; the next window waits for it", last)
         return IngestOutcome("waiting_for_retrain", {"from": after}, last)
-    upto = pending or stamp(database_now(conn, lag_seconds))
+    if pending is None:
+        now = database_now(conn, lag_seconds)
+        upto = stamp(window_end(conn, schema, parse_stamp(after), now, max_rows))
+    else:
+        upto = pending
     window = {"from": after, "to": upto}
     key = layout.marketplace_export(after, upto)
     exported = pending is not None and _exists(s3, bucket, key)

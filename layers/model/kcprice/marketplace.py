@@ -73,6 +73,13 @@ class Schema:
             f"ORDER BY {house}, {date}, {at} DESC, {quote(self.sale_key)} DESC"
         )
 
+    def window_end_query(self) -> str:
+        """The recorded_at of the n-th version after `from` (OFFSET n - 1): a window ending there holds about n."""
+        at = quote(self.recorded_at)
+        return (
+            f"SELECT {at} FROM {quote(self.sales_table)} WHERE {at} > %s AND {at} <= %s ORDER BY {at} OFFSET %s LIMIT 1"
+        )
+
     def listings_query(self) -> str:
         cols = ", ".join(f"{self._col(c)} AS {quote(c)}" for c in INVENTORY_REQUIRED)
         return f"SELECT {cols} FROM {quote(self.listings_table)} WHERE {quote(self.listed)} ORDER BY 1"
@@ -105,6 +112,15 @@ def database_now(conn, lag_seconds: float) -> dt.datetime:
     cur = conn.cursor()
     cur.execute("SELECT now() - make_interval(secs => %s)", (float(lag_seconds),))
     return cur.fetchone()[0].astimezone(dt.UTC)
+
+
+def window_end(conn, schema: Schema, after: dt.datetime, upto: dt.datetime, max_rows: int) -> dt.datetime:
+    """`upto`, or earlier if the window would hold more than max_rows versions (a first export of a long history
+    goes in parts, one per run, each small enough for one function's memory and one training run)."""
+    cur = conn.cursor()
+    cur.execute(schema.window_end_query(), (after, upto, max_rows - 1))
+    row = cur.fetchone()
+    return row[0].astimezone(dt.UTC) if row and row[0] < upto else upto
 
 
 def fetch_sales(conn, schema: Schema, after: dt.datetime, upto: dt.datetime) -> tuple[list[str], bytes]:
