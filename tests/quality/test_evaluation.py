@@ -46,7 +46,7 @@ def quick(kc_sales, tmp_path_factory):
 
 
 def test_the_quick_protocol_writes_every_split_model_and_metric(quick):
-    assert list(quick["splits"]) == list(evaluation.QUICK)
+    assert set(quick["splits"]) == set(evaluation.QUICK)
     for row in quick["splits"].values():
         assert set(row) == {"kc-price", "hgb-default", "lgbm-location"}
         for m in row.values():
@@ -56,8 +56,11 @@ def test_the_quick_protocol_writes_every_split_model_and_metric(quick):
 
 
 def test_kc_price_is_well_ahead_of_the_default_yardstick_and_its_ranges_cover(quick):
-    # Guards, not goals (docs/model.md has the full protocol's table and the goals).
+    # Guards, not goals (docs/model.md has the full protocol's table and the goals). Inside the training dates the
+    # 80% range covers 79-81% (eight splits); forward in time the random calibration is noisier: 77.4% here, 80-81%
+    # with the same split's training rows in date order (tests/quality/test_quality.py), so a wider guard there.
     for name, row in quick["splits"].items():
         assert row["kc-price"]["mape"] < row["hgb-default"]["mape"] - 0.5, name
         assert row["kc-price"]["mape"] < 12.0, name
-        assert abs(row["kc-price"]["ranges"]["0.80"]["coverage"] - 80) <= 3.0, name
+        low, high = (75.0, 85.0) if name == "temporal" else (77.0, 83.0)
+        assert low <= row["kc-price"]["ranges"]["0.80"]["coverage"] <= high, name

@@ -189,6 +189,41 @@ def test_ranges_with_non_finite_values_are_refused_and_spread_is_bounded():
     assert np.isfinite(r.spread(np.array([[1e6, 0.0], [-1e6, 0.0]]))).all()
 
 
+def test_a_later_sale_date_carries_the_market_trend_for_at_most_max_days(small_model, kc_sales):
+    import copy
+    import math
+
+    from kcprice.predictor import trend_term
+    from kcprice.training import TREND
+
+    model = small_model.predictor
+    trend, day = model.meta["trend"], RAW_COLUMNS.index("day")
+    assert trend["from_day"] == model.default_day and trend["max_days"] == TREND["max_days"]
+    assert 0 < trend["per_day"] * 365 < 0.5  # the market rose through 2014-15: up, by less than 50% a year
+    raw = np.repeat(kc_sales.raw[:1], 4, axis=0)
+    raw[:, day] = trend["from_day"] + np.array([0, 30, trend["max_days"], 5 * trend["max_days"]])
+    price = model.predict_raw(raw)
+    plain = copy.copy(model)  # the same model without the trend (as models from before it)
+    plain.meta = {k: v for k, v in model.meta.items() if k != "trend"}
+    ratio = price / plain.predict_raw(raw)
+    expected = np.exp(trend["per_day"] * np.array([0, 30, trend["max_days"], trend["max_days"]]))
+    np.testing.assert_allclose(ratio, expected, rtol=1e-12)  # capped at max_days
+    assert math.isclose(ratio[1], math.exp(trend["per_day"] * 30), rel_tol=1e-12)
+    assert [model.predict_raw(raw[i : i + 1])[0] for i in range(4)] == price.tolist()
+    np.testing.assert_allclose(small_model.fitted.predict_raw(raw), price, rtol=1e-9)
+    raw[:, day] = trend["from_day"] - np.array([0, 1, 10, 300])  # inside the training dates: nothing
+    assert not trend_term(trend, design_matrix(raw, model.grids)).any()
+
+
+def test_a_non_finite_trend_is_refused(small_model):
+    with np.load(io.BytesIO(small_model.artifact), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    meta = json.loads(json.dumps(small_model.meta))
+    meta["trend"]["per_day"] = float("nan")
+    with pytest.raises(ValueError, match="trend"):
+        Predictor.from_bytes(artifact_bytes(arrays, meta))
+
+
 def test_a_model_from_before_ranges_still_serves_its_price(small_model):
     import io
 
@@ -317,5 +352,7 @@ def test_a_batch_scored_on_several_threads_equals_one_row_at_a_time(small_model,
     x = design_matrix(kc_sales.raw[:5000], model.grids)
     batch = model.raw_scores(x)  # split over the CPUs when there are several
     assert module._cpus() < 2 or 5000 // module._PARALLEL_ROWS >= 2
-    np.testing.assert_array_equal(batch, model._scores(x))
+    from kcprice.predictor import trend_term
+
+    np.testing.assert_array_equal(batch, model._scores(x) + trend_term(model.meta["trend"], x))
     np.testing.assert_array_equal(batch[::250], [model.raw_scores(x[i : i + 1])[0] for i in range(0, 5000, 250)])

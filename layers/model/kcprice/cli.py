@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _log(msg: str) -> None:
@@ -52,14 +53,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
         return 1
     t0 = time.perf_counter()
-    names = evaluation.QUICK if args.quick else tuple(args.splits or evaluation.FULL)
-    result = evaluation.evaluate(sales, names, log=_log)
+    if args.cv:  # a choice made by cross-validation inside the temporal split's training rows (no test row seen)
+        param, *values = args.cv
+        train = sales.take(evaluation.split(sales, "temporal")[0])
+        parsed = [float(v) if v.replace(".", "", 1).isdigit() else v for v in values]
+        result: dict[str, Any] = {
+            "cv": {"param": param, "rows": "temporal split's training rows (earliest 80% by date)"}
+        }
+        result["cv"]["results"] = evaluation.cv_compare(train, param, parsed, log=_log)
+    else:
+        names = evaluation.QUICK if args.quick else tuple(args.splits or evaluation.FULL)
+        result = evaluation.evaluate(sales, names, log=_log)
     result["seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
+    out = Path(args.out or ("build/selection.json" if args.cv else "build/quality.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True))
     _log(f"wrote {out} in {result['seconds']:.0f}s")
-    print(json.dumps({"summary": result["summary"], "goals": result["goals"]}, indent=2))
+    print(json.dumps(result["cv"] if args.cv else {"summary": result["summary"], "goals": result["goals"]}, indent=2))
     return 0
 
 
@@ -307,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("csv", nargs="?", default=str(Path(__file__).resolve().parents[3] / "data" / "kc_house_data.csv"))
     ev.add_argument("--quick", action="store_true", help="random-1, group-1 and temporal only (CI)")
     ev.add_argument("--splits", nargs="*", help="names of splits to run (default: all nine)")
-    ev.add_argument("--out", default="build/quality.json")
+    ev.add_argument("--out", help="default build/quality.json (build/selection.json with --cv)")
+    ev.add_argument(
+        "--cv", nargs="+", metavar=("PARAM", "VALUE"), help="compare values of a tree parameter by grouped CV instead"
+    )
     ev.set_defaults(func=cmd_evaluate)
     q = sub.add_parser("predict", help='price houses: a JSON list or {"houses": [...]}, file or - for stdin')
     q.add_argument("houses")

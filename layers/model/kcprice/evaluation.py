@@ -240,3 +240,25 @@ def judge(summary: dict) -> dict:
                 "met": bool(ours <= goal and ours < best_other),
             }
     return out
+
+
+# --- model selection inside training rows ----------------------------------------------------------------------
+def cv_compare(
+    train: Sales, param: str, values: list[Any], folds: int = 5, log: Callable[[str], None] = lambda _: None
+) -> dict:
+    """Grouped (by house id) k-fold cross-validation of kc-price inside `train` only, one tree parameter varied:
+    how a choice is made without looking at any test row. -> {value: {"mape": mean, "folds": [...]}}."""
+    from sklearn.model_selection import GroupKFold
+
+    from kcprice import training
+
+    out: dict[str, Any] = {}
+    for value in values:
+        params = {**training.PARAMS, param: value}
+        scores = []
+        for tr, va in GroupKFold(n_splits=folds).split(train.raw, groups=train.ids):
+            model = training.fit(train.take(tr), params)
+            scores.append(training.metrics(train.price[va], model.predict_raw(train.raw[va]))["mape"])
+        out[str(value)] = {"mape": float(np.mean(scores)), "folds": scores}
+        log(f"{param}={value}: CV MAPE {np.mean(scores):.3f} ({', '.join(f'{s:.2f}' for s in scores)})")
+    return out

@@ -4,7 +4,8 @@ Artifact = one .npz (loaded with allow_pickle=False, so it can carry no code) ho
   feature (T, 2**D - 1) int, threshold (T, 2**D - 1) float64, leaf (T, 2**D) float64, baseline (),
   grids (scales, ny, nx) float64, meta () unicode JSON; optionally spread_coef (n_features,) float64 with
   meta["ranges"] (kcprice.ranges: value ranges and confidence), comps (n_sales, 8) float64 (kcprice.comps),
-  cover (T, 2 * (2**D - 1) + 1) float32: training sales per node (kcprice.explain).
+  cover (T, 2 * (2**D - 1) + 1) float32: training sales per node (kcprice.explain); meta["trend"]: the market's
+  trend carried past the latest training sale (trend_term; absent in older models: none).
 Trees are stored as perfect binary trees of depth D: a leaf shallower than D is padded with "always left"
 splits (threshold +inf), so every row takes exactly D vectorised steps through every tree at once.
 A row goes right when x > threshold, which is scikit-learn's `x <= threshold -> left` for finite x.
@@ -98,6 +99,8 @@ class Predictor:
         # Nothing non-finite is ever served: a NaN leaf or map cell would price some houses NaN (thresholds are
         # +inf where a tree is padded; NaN is never a threshold).
         bad = [k for k in ("leaf", "grids", "baseline") if not np.isfinite(a[k]).all()]
+        trend = meta.get("trend")
+        bad += ["trend"] * bool(trend is not None and not np.isfinite([trend[k] for k in _TREND_KEYS]).all())
         bad += ["threshold"] * bool(np.isnan(a["threshold"]).any())
         if bad:
             raise ValueError(f"artifact {meta.get('version')} holds non-finite values in {', '.join(bad)}")
@@ -138,8 +141,11 @@ class Predictor:
         workers = min(_cpus(), n // _PARALLEL_ROWS)
         if workers > 1:
             parts = np.array_split(np.arange(n), workers)
-            return np.concatenate(list(_pool().map(lambda idx: self._scores(x[idx]), parts)))
-        return self._scores(x)
+            out = np.concatenate(list(_pool().map(lambda idx: self._scores(x[idx]), parts)))
+        else:
+            out = self._scores(x)
+        trend = self.meta.get("trend")
+        return out + trend_term(trend, x) if trend else out
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         feat, thr, value, left, root = self._flat
@@ -196,10 +202,11 @@ class Predictor:
             return None
         if self._explainer is None:
             self._explainer = Explainer(self.feature, self.threshold, self.leaf, self._cover)
-        x = design_matrix(raw_row[None, :], self.grids)[0]
-        contributions = self._explainer.explain(x)
-        baseline = self._explainer.expected + self.baseline
-        return {"baseline": baseline, "contributions": dict(zip(GROUP_NAMES, contributions.tolist(), strict=True))}
+        x = design_matrix(raw_row[None, :], self.grids)
+        contributions = dict(zip(GROUP_NAMES, self._explainer.explain(x[0]).tolist(), strict=True))
+        if trend := self.meta.get("trend"):  # the market's trend past the training sales: the sale date's, exactly
+            contributions["sale_date"] += float(trend_term(trend, x)[0])  # (0 on every training sale)
+        return {"baseline": self._explainer.expected + self.baseline, "contributions": contributions}
 
     def comparable_sales(self, raw_row: np.ndarray, n: int, house_id: str | None = None) -> list[dict] | None:
         """The n most similar training sales (None: a model that ships none)."""
@@ -215,6 +222,15 @@ class Predictor:
         return list(self.comparables.find_many(raw, n, ids))
 
 
+def trend_term(trend: dict[str, float], x: np.ndarray) -> np.ndarray:
+    """The market's trend past the training data (kcprice.training.TREND), in log price: 0 up to the latest
+    training sale, then per_day for each day after it, for at most max_days. Elementwise: one row or a batch,
+    the same bits."""
+    day = x[:, FEATURE_NAMES.index("day")]
+    return trend["per_day"] * np.clip(day - trend["from_day"], 0.0, trend["max_days"])
+
+
+_TREND_KEYS = ("per_day", "from_day", "max_days")
 _PARALLEL_ROWS = 2048  # below this many rows per thread, a thread costs more than it saves
 
 
