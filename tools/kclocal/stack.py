@@ -359,6 +359,8 @@ class LocalStack:
                 getattr(self, part).stop()
         if getattr(self, "marketplace", None) is not None:
             self.marketplace.stop()
+            if not self.state:  # a throwaway stack's database (tests, benchmarks): ~60 MB of data files
+                shutil.rmtree(self.marketplace.folder, ignore_errors=True)
 
     def deploy(self, parameters: dict[str, str]) -> None:
         """`sam deploy --parameter-overrides`: the functions get their new configuration in new environments."""
