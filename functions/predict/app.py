@@ -191,8 +191,9 @@ def _fast_predict(event: dict) -> dict | None:
     """
     if event.get("routeKey") != "POST /predict" or event.get("isBase64Encoded"):
         return None
+    # Header names are case-insensitive (API Gateway lowercases them; other callers may not), as for the resolver.
     headers = event.get("headers") or {}
-    content_type = headers.get("content-type", headers.get("Content-Type", "")).strip()
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "").strip()
     if content_type and not _is_json(content_type):
         return None
     try:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kclocal.template import ROOT
+from kcprice.schema import EXAMPLE_HOUSE
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,8 @@ def test_the_fast_path_answers_as_the_resolver_does(predict_app, house):
         event("not json"),
         event('{"houses": [{"bedrooms": 3}]}'),
         event("{}", "text/plain"),  # 415
+        # a valid body sent as text/plain, the header's name in capitals (names are case-insensitive): 415
+        {**event(json.dumps({"houses": [EXAMPLE_HOUSE]}), None), "headers": {"CONTENT-TYPE": "text/plain"}},
         event("{}", routeKey="GET /health"),  # another route
     ],
 )
