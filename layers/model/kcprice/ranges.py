@@ -59,7 +59,8 @@ def spread(features: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarr
     """exp(features . coef + intercept), bounded: a house far outside the training data gets a wide range, never an
     infinite one. A row-wise sum, not `features @ coef`: BLAS sums a batch in another order than a single row, and
     the API (one house) and precompute (a batch) must give the same range to the last bit."""
-    return np.exp(np.clip((features * coef).sum(axis=1) + intercept, -10.0, 3.0))
+    # np.minimum/np.maximum: np.clip's result, without its ~5 us of Python-level dispatch per call
+    return np.exp(np.minimum(np.maximum((features * coef).sum(axis=1) + intercept, -10.0), 3.0))
 
 
 def fsd_percent(spread: np.ndarray, q80: list[float]) -> np.ndarray:
@@ -78,6 +79,7 @@ class Ranges:
         self.quantiles = {k: (float(v[0]), float(v[1])) for k, v in info["quantiles"].items()}
         if key(DEFAULT_COVERAGE) not in self.quantiles:
             raise ValueError("ranges lack the default coverage")
+        self._q_default = list(self.quantiles[key(DEFAULT_COVERAGE)])
         values = [*self.coef, self.intercept, *(q for pair in self.quantiles.values() for q in pair)]
         if not np.isfinite(values).all():
             raise ValueError("ranges hold non-finite values")
@@ -90,7 +92,7 @@ class Ranges:
         return np.exp(log_value + spread * q_lo), np.exp(log_value + spread * q_hi)
 
     def fsd(self, spread: np.ndarray) -> np.ndarray:
-        return fsd_percent(spread, list(self.quantiles[key(DEFAULT_COVERAGE)]))
+        return fsd_percent(spread, self._q_default)
 
 
 def coverage_report(price: np.ndarray, value: np.ndarray, bounds: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
