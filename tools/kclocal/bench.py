@@ -318,24 +318,17 @@ def handler_section(results: dict, model, sales) -> None:
         table = (
             session(endpoint, creds["PrecomputeFunction"]).resource("dynamodb", endpoint_url=endpoint).Table(spec.table)
         )
-        predictor = model.predictor
-        from decimal import Decimal
+        # The reference writes exactly the items precompute writes (the range and five comparables make them ~7x
+        # the price-only items this compared with before ranges): read back after one untimed run.
+        from boto3.dynamodb.types import TypeDeserializer
 
-        from kcprice.dataset import read_inventory
-
-        houses, _ = read_inventory(inventory())
-        raw = houses.raw.copy()
-        raw[:, -1] = predictor.default_day
-        prices = predictor.predict_raw(raw)
+        with contextlib.redirect_stdout(io.StringIO()):
+            pipeline.precompute(pre_s3, ddb, spec.bucket, spec.table, "inventory/houses.csv", 30)
+        plain = TypeDeserializer().deserialize
         rows = [
-            {
-                "house_id": str(i),
-                "price": Decimal(str(round(p, 2))),
-                "model_version": "raw",
-                "computed_at": 0,
-                "expires_at": 1,
-            }
-            for i, p in zip(houses.ids.tolist(), prices.tolist(), strict=True)
+            {k: plain(v) for k, v in item.items()}
+            for page in client("dynamodb").get_paginator("scan").paginate(TableName=spec.table)
+            for item in page["Items"]
         ]
 
         def raw_writer() -> None:
@@ -376,7 +369,7 @@ def handler_section(results: dict, model, sales) -> None:
             "seconds": time.perf_counter() - t,
             "status": out.status,
             "rows": len(sales),
-            "goal": 10.0,
+            "goal": 60.0,  # issue 20: accuracy is worth more than the old 10 s (Lambda allows 900)
         }
     finally:
         awsd.stop()
@@ -442,7 +435,7 @@ def table(results: dict) -> str:
             f"{p['ratio']:6.2f} >= 0.80"
         )
         r = results["retrain_full_s"]
-        lines.append(f"{'retrain end to end, 21,613 rows (s)':34s} {r['seconds']:12.2f}  {'':12s}  {'<= 10':>14s}")
+        lines.append(f"{'retrain end to end, 21,613 rows (s)':34s} {r['seconds']:12.2f}  {'':12s}  {'<= 60':>14s}")
     for fn, m in results.get("package_mb", {}).items():
         lines.append(
             f"{'built ' + fn + ' + layers (MB)':34s} {m['total']:12.1f}  {'':12s}  {'<= ' + str(int(m['budget'])):>14s}"
