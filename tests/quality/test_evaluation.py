@@ -36,6 +36,22 @@ def test_the_yardsticks_location_features_never_see_a_rows_own_price(kc_sales):
     assert other.train_features[1:].tolist() != loc.train_features[1:].tolist()  # it did move others' features
 
 
+def test_cross_validation_compares_a_parameter_inside_the_rows_given(kc_sales, monkeypatch):
+    from kcprice import training
+
+    train = kc_sales.take(np.arange(0, len(kc_sales), 16))  # ~1,350 sales: a second or two per fit
+    monkeypatch.setitem(evaluation.LGBM_PARAMS, "n_estimators", 60)
+    monkeypatch.setitem(training.PARAMS, "max_iter", 30)
+    lgbm = evaluation.cv_compare(train, "num_leaves", [4, 31], folds=2, model="lgbm-location")
+    ours = evaluation.cv_compare(train, "max_depth", [2, 6], folds=2)
+    for got in (lgbm, ours):
+        assert len(got) == 2 and all(len(v["folds"]) == 2 for v in got.values())
+        assert all(5 < v["mape"] < 60 and 0 < v["median_ape"] < v["mape"] for v in got.values())
+        assert got[next(iter(got))]["mape"] != got[list(got)[1]]["mape"]  # the parameter reached the model
+    with pytest.raises(ValueError, match="unknown model"):
+        evaluation.cv_compare(train, "num_leaves", [4], folds=2, model="catboost")
+
+
 @pytest.fixture(scope="module")
 def quick(kc_sales, tmp_path_factory):
     from kcprice.cli import main

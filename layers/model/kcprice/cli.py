@@ -60,7 +60,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result: dict[str, Any] = {
             "cv": {"param": param, "rows": "temporal split's training rows (earliest 80% by date)"}
         }
-        result["cv"]["results"] = evaluation.cv_compare(train, param, parsed, log=_log)
+        result["cv"]["model"] = args.model
+        result["cv"]["results"] = evaluation.cv_compare(train, param, parsed, log=_log, model=args.model)
     else:
         names = evaluation.QUICK if args.quick else tuple(args.splits or evaluation.FULL)
         result = evaluation.evaluate(sales, names, log=_log)
@@ -318,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--quick", action="store_true", help="random-1, group-1 and temporal only (CI)")
     ev.add_argument("--splits", nargs="*", help="names of splits to run (default: all nine)")
     ev.add_argument("--out", help="default build/quality.json (build/selection.json with --cv)")
+    ev.add_argument(
+        "--model",
+        default="kc-price",
+        choices=["kc-price", "lgbm-location"],
+        help="the model whose parameter --cv varies",
+    )
     ev.add_argument(
         "--cv", nargs="+", metavar=("PARAM", "VALUE"), help="compare values of a tree parameter by grouped CV instead"
     )
