@@ -169,7 +169,7 @@ def _valuations(request: PredictRequest) -> str:
     v = model.value_houses(request.houses, request.coverage)
     metrics.add_metric("HousesPriced", MetricUnit.Count, len(v["price"]))
     metrics.add_metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - t0) * 1000)
-    return predict_response(model, request, v).model_dump_json(exclude_none=True)
+    return predict_response(model, request, v)
 
 
 _OK_HEADERS = {"Content-Type": content_types.APPLICATION_JSON}

@@ -74,3 +74,45 @@ def test_batch_is_capped(house):
     assert "houses" in error_fields(e.value)
     with pytest.raises(ValidationError):
         PredictRequest.model_validate({"houses": []})
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"coverage": 0.9}, {"comps": 5}, {"explain": True}, {"explain": True, "comps": 3, "coverage": 0.9}],
+)
+def test_the_answer_is_what_the_openapi_document_describes(small_model, house, extra):
+    """predict_response writes JSON without the response models: it must still be exactly a PredictResponse - no
+    field the models lack, none null, none missing - whatever the request asks for."""
+    import json
+
+    from kcprice.schema import PredictResponse, predict_response
+
+    model = small_model.predictor
+    other = {**house, "id": "7129300520", "sqft_living": 2500, "sqft_above": 2500, "lat": 47.62}
+    request = PredictRequest.model_validate({"houses": [house, other], **extra})
+    text = predict_response(model, request, model.value_houses(request.houses, request.coverage))
+    answer = json.loads(text)
+    assert PredictResponse.model_validate_json(text).model_dump(exclude_none=True) == answer
+    assert answer["model_version"] == model.version
+    for p in answer["predictions"]:
+        assert p["low"] < p["price"] < p["high"] and p["coverage"] == request.coverage
+        assert set(p["confidence"]) == {"fsd_percent", "grade"}
+        assert ("comparables" in p) == bool(request.comps) and ("reasons" in p) == request.explain
+        if request.comps:
+            assert len(p["comparables"]) == request.comps
+
+
+def test_a_non_finite_value_never_leaves_as_json(small_model, house):
+    import numpy as np
+
+    from kcprice.schema import predict_response
+
+    model = small_model.predictor
+    request = PredictRequest.model_validate({"houses": [house]})
+    values = model.value_houses(request.houses, request.coverage)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="non-finite"):
+            predict_response(model, request, {**values, "price": np.array([bad])})
+    # a non-finite range is left out (a model from before ranges), the price kept
+    text = predict_response(model, request, {**values, "low": np.array([np.nan])})
+    assert '"low"' not in text and '"price"' in text

@@ -92,7 +92,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model = Predictor.load(args.model)
     values = model.value_houses(req.houses, req.coverage)
-    print(predict_response(model, req, values).model_dump_json(exclude_none=True))  # as POST /predict answers
+    print(predict_response(model, req, values))  # as POST /predict answers
     return 0
 
 

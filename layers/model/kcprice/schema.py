@@ -12,6 +12,7 @@ import datetime as dt
 import math
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from kcprice.comps import MAX_COMPS
@@ -187,7 +188,7 @@ def valuation(price: float, low: float, high: float, fsd: float, coverage: float
         "low": round(low, 2),
         "high": round(high, 2),
         "coverage": coverage,
-        "confidence": Confidence(fsd_percent=round(fsd, 1), grade=grade(fsd)),
+        "confidence": {"fsd_percent": round(fsd, 1), "grade": grade(fsd)},
     }
 
 
@@ -218,14 +219,15 @@ class Reasons(BaseModel):
     )
 
 
-def reasons(explained: dict[str, Any]) -> Reasons:
+def reasons(explained: dict[str, Any]) -> dict[str, Any]:
+    """Reasons' fields from Predictor.explain_raw's answer."""
     c = explained["contributions"]
-    return Reasons(
-        log_baseline=explained["baseline"],
-        baseline_price=round(math.exp(explained["baseline"]), 2),
-        contributions=c,
-        factors={k: math.exp(v) for k, v in c.items()},
-    )
+    return {
+        "log_baseline": explained["baseline"],
+        "baseline_price": round(math.exp(explained["baseline"]), 2),
+        "contributions": c,
+        "factors": {k: math.exp(v) for k, v in c.items()},
+    }
 
 
 class Prediction(Valuation):
@@ -240,22 +242,34 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-def predict_response(model: Any, request: PredictRequest, values: dict[str, Any]) -> PredictResponse:
-    """The answer to a request from a model's values of its houses (Predictor.value_houses): ranges at the asked
-    coverage, and comparables and reasons when asked. POST /predict and `kcprice predict` both answer with it."""
+def predict_response(model: Any, request: PredictRequest, values: dict[str, Any]) -> str:
+    """The answer to a request, as JSON text, from a model's values of its houses (Predictor.value_houses): ranges
+    at the asked coverage, and comparables and reasons when asked. POST /predict and `kcprice predict` both answer
+    with it.
+
+    Plain dicts written by pydantic-core's serializer, not PredictResponse's models (which describe the answer in
+    the OpenAPI document, and which tests hold it to): measured interleaved, one house, 17.9 us with the models, 11.0
+    this way (json.dumps instead would cost 9 us for this small a dict, to_json 2: json.dumps makes its encoder per
+    call). Nothing is null: absent fields are left out, as exclude_none did.
+    """
     c = request.coverage
     rows = zip(
         values["price"].tolist(), values["low"].tolist(), values["high"].tolist(), values["fsd"].tolist(), strict=True
     )
     predictions = []
     for row, house, raw in zip(rows, request.houses, values["raw"], strict=True):
-        extra: dict[str, Any] = {}
-        if request.comps:
-            extra["comparables"] = model.comparable_sales(raw, request.comps, house.id)
+        answer = valuation(*row, c)
+        if request.comps and (comparables := model.comparable_sales(raw, request.comps, house.id)) is not None:
+            answer["comparables"] = comparables
         if request.explain and (explained := model.explain_raw(raw)) is not None:
-            extra["reasons"] = reasons(explained)
-        predictions.append(Prediction(**valuation(*row, c), **extra))
-    return PredictResponse(model_version=model.version, predictions=predictions)
+            answer["reasons"] = reasons(explained)
+        predictions.append(answer)
+    text = pydantic_core.to_json({"model_version": model.version, "predictions": predictions})
+    # The values are finite by construction (valuation() leaves out a non-finite range); this holds the answer to
+    # it as json.dumps(allow_nan=False) would: no string of the answer can hold these words (ids, ISO dates, names).
+    if b"NaN" in text or b"Infinity" in text:
+        raise ValueError(f"non-finite value in an answer of model {model.version}")
+    return text.decode()
 
 
 class HousePrice(Valuation):

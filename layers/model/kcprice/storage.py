@@ -196,8 +196,6 @@ def get_price(ddb, table: str, house_id: str, comps: int = 0) -> dict | None:
         return None
     number = lambda k: float(item[k]["N"]) if k in item else math.nan  # noqa: E731
     answer = valuation(number("price"), number("low"), number("high"), number("fsd"), DEFAULT_COVERAGE)
-    if "confidence" in answer:
-        answer["confidence"] = answer["confidence"].model_dump()
     return {
         "house_id": item["house_id"]["S"],
         **answer,
