@@ -72,3 +72,57 @@ def test_reasons_add_up_to_the_log_value_for_every_house(small_model, kc_sales):
         assert abs(why["baseline"] + sum(why["contributions"].values()) - log_value) < 1e-9
         assert set(why["contributions"]) == set(GROUP_NAMES)
     assert 12 < why["baseline"] < 14  # a typical King County log price (~$400k)
+
+
+@pytest.fixture(scope="module")
+def oblivious_trees(small_model, kc_sales):
+    """Oblivious trees (kcprice.boosting) on the model's features, as an artifact holds them, with their covers."""
+    from kcprice.boosting import ObliviousBoosting
+    from kcprice.explain import node_counts
+
+    rows = np.arange(0, len(kc_sales), 7)
+    x = design_matrix(kc_sales.raw[rows], small_model.predictor.grids)
+    m = ObliviousBoosting(n_trees=12, depth=4, feature_share=0.5).fit(x, np.log(kc_sales.price[rows]))
+    feature, threshold, leaf = m.perfect_trees()
+    return feature, threshold, leaf, node_counts(feature, threshold, x), m
+
+
+def test_oblivious_trees_are_explained_exactly_one_row_a_tree(oblivious_trees, kc_sales, small_model):
+    from kcprice.boosting import oblivious
+
+    feature, threshold, leaf, cover, _ = oblivious_trees
+    assert oblivious(feature, threshold).all()
+    explainer = Explainer(feature, threshold, leaf, cover)
+    assert len(explainer._rest.table) == 0 and explainer._codes.shape == (12 * 16, len(GROUP_NAMES))
+    for i in (0, 1234, 20000):
+        x = design_matrix(kc_sales.raw[i : i + 1], small_model.predictor.grids)[0]
+        np.testing.assert_allclose(
+            explainer.explain(x), _shapley_by_definition(feature, threshold, leaf, cover, x), rtol=0, atol=1e-12
+        )
+
+
+def test_a_mix_of_oblivious_and_other_trees_is_explained_exactly(oblivious_trees, kc_sales, small_model):
+    # The model's trees are depth 6; pad the oblivious depth-4 trees to depth 6 as an artifact would (always left)
+    m = small_model.predictor
+    feature, threshold, leaf, _, _ = oblivious_trees
+    n_int = 63
+    pf, pt = np.zeros((len(feature), n_int), dtype=feature.dtype), np.full((len(feature), n_int), np.inf)
+    pl = np.zeros((len(feature), n_int + 1))
+    for pos in range(15):  # heap positions of the depth-4 internal nodes are the same in a deeper heap
+        pf[:, pos], pt[:, pos] = feature[:, pos], threshold[:, pos]
+    # a depth-4 leaf j (heap 15 + j) continues always left to depth 6: heap 63 + 4 * j, leaf index 4 * j
+    pl[:, 4 * np.arange(16)] = leaf
+    both = (
+        np.vstack([m.feature[:20], pf]),
+        np.vstack([m.threshold[:20], pt]),
+        np.vstack([m.leaf[:20], pl]),
+    )
+    x_all = design_matrix(kc_sales.raw[::7], m.grids)
+    from kcprice.explain import node_counts
+
+    covers = node_counts(*both[:2], x_all)
+    explainer = Explainer(*both, covers)
+    assert len(explainer._ob_rows) >= 12  # the padded oblivious trees are read by code
+    for i in (0, 20000):
+        x = design_matrix(kc_sales.raw[i : i + 1], m.grids)[0]
+        np.testing.assert_allclose(explainer.explain(x), _shapley_by_definition(*both, covers, x), rtol=0, atol=1e-12)

@@ -356,3 +356,36 @@ def test_a_batch_scored_on_several_threads_equals_one_row_at_a_time(small_model,
 
     np.testing.assert_array_equal(batch, model._scores(x) + trend_term(model.meta["trend"], x))
     np.testing.assert_array_equal(batch[::250], [model.raw_scores(x[i : i + 1])[0] for i in range(0, 5000, 250)])
+
+
+def test_oblivious_trees_are_read_by_level_with_the_same_values_one_row_or_many(small_model, kc_sales, monkeypatch):
+    # kcprice.boosting's trees (every node of a level alike) beside the model's own: read one decision per level,
+    # they give what the node-by-node walk gives, and one row gets the same bits as a batch.
+    from kcprice import predictor as module
+    from kcprice.boosting import ObliviousBoosting
+    from kcprice.predictor import Predictor
+
+    m = small_model.predictor
+    rows = np.arange(0, len(kc_sales), 5)
+    x = design_matrix(kc_sales.raw[rows], m.grids)
+    ob = ObliviousBoosting(n_trees=40, depth=6, feature_share=0.3).fit(x, np.log(kc_sales.price[rows]))
+    feature, threshold, leaf = ob.perfect_trees()
+
+    def build() -> Predictor:
+        return Predictor(
+            feature=np.vstack([m.feature, feature]),
+            threshold=np.vstack([m.threshold, threshold]),
+            leaf=np.vstack([m.leaf, leaf]),
+            baseline=m.baseline + ob.baseline,
+            grids=m.grids,
+            meta={},
+        )
+
+    mixed = build()
+    assert mixed._oblivious is not None and len(mixed._oblivious[3]) >= 40
+    x_all = design_matrix(kc_sales.raw[::3], m.grids)
+    batch = mixed._scores(x_all)
+    np.testing.assert_array_equal(batch[::97], [mixed._scores(x_all[i : i + 1])[0] for i in range(0, len(x_all), 97)])
+    np.testing.assert_allclose(batch, m._scores(x_all) + ob.predict(x_all), rtol=0, atol=1e-9)
+    monkeypatch.setattr(module, "oblivious", lambda f, t: np.zeros(len(f), dtype=bool))  # every tree walked
+    np.testing.assert_allclose(batch, build()._scores(x_all), rtol=0, atol=1e-12)

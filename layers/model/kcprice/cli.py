@@ -56,7 +56,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.cv:  # a choice made by cross-validation inside the temporal split's training rows (no test row seen)
         param, *values = args.cv
         train = sales.take(evaluation.split(sales, "temporal")[0])
-        parsed = [float(v) if v.replace(".", "", 1).isdigit() else v for v in values]
+        parsed = [int(v) if v.isdigit() else float(v) if v.replace(".", "", 1).isdigit() else v for v in values]
         result: dict[str, Any] = {
             "cv": {"param": param, "rows": "temporal split's training rows (earliest 80% by date)"}
         }
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument(
         "--model",
         default="kc-price",
-        choices=["kc-price", "lgbm-location"],
+        choices=["kc-price", "lgbm-location", "kc-price-oblivious"],
         help="the model whose parameter --cv varies",
     )
     ev.add_argument(

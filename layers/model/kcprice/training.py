@@ -255,11 +255,13 @@ def market_trend(predict_log: Callable[[np.ndarray], np.ndarray], x: np.ndarray)
     return {"per_day": per_day, "from_day": last_day, "max_days": TREND["max_days"]}
 
 
-def fit(sales: Sales, params: dict[str, Any] | None = None) -> Fitted:
+def fit(sales: Sales, params: dict[str, Any] | None = None, trees: Callable[..., Any] | None = None) -> Fitted:
+    """The model on these sales; `trees(**params)` builds another tree learner for the same place (research:
+    kcprice.evaluation.cv_compare), not exportable as an artifact."""
     x, y = _oof_features(sales), np.log(sales.price)
     additive, oof = fit_additive(x, y)
     shrink = ADDITIVE["shrink"]
-    est = make_estimator(params).fit(x, y - shrink * oof)
+    est = (trees(**(params or {})) if trees else make_estimator(params)).fit(x, y - shrink * oof)
     model = Fitted(est, additive, shrink, fit_location_grids(sales.raw, sales.price), x)
     model.trend = market_trend(model.predict_log, x)  # (no trend yet: inside the training dates it is 0 anyway)
     return model
