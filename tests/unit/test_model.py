@@ -389,3 +389,26 @@ def test_oblivious_trees_are_read_by_level_with_the_same_values_one_row_or_many(
     np.testing.assert_allclose(batch, m._scores(x_all) + ob.predict(x_all), rtol=0, atol=1e-9)
     monkeypatch.setattr(module, "oblivious", lambda f, t: np.zeros(len(f), dtype=bool))  # every tree walked
     np.testing.assert_allclose(batch, build()._scores(x_all), rtol=0, atol=1e-12)
+
+
+def test_a_model_with_oblivious_trees_exports_to_an_artifact_that_serves_it(kc_sales):
+    # kc-price's additive part and oblivious trees (the candidate of kcprice.boosting), exported as an artifact
+    # exports them: the served values are the fitted model's.
+    from kcprice import training
+    from kcprice.boosting import ObliviousBoosting
+    from kcprice.predictor import Predictor
+
+    sales = kc_sales.take(np.arange(0, len(kc_sales), 8))
+    fitted = training.fit(sales, {"n_trees": 30, "feature_share": 0.3}, trees=ObliviousBoosting)
+    arrays = training.export(fitted)
+    served = Predictor(
+        feature=arrays["feature"],
+        threshold=arrays["threshold"],
+        leaf=arrays["leaf"],
+        baseline=float(arrays["baseline"]),
+        grids=fitted.grids,
+        meta={"trend": fitted.trend},
+    )
+    assert served._oblivious is not None and len(served._oblivious[3]) == 30
+    x = design_matrix(kc_sales.raw[::50], fitted.grids)
+    np.testing.assert_allclose(served.raw_scores(x), fitted.predict_log(x), rtol=0, atol=1e-12)

@@ -27,6 +27,7 @@ from sklearn.preprocessing import SplineTransformer
 
 import kcprice
 from kcprice import comps, drift, explain, ranges
+from kcprice.boosting import ObliviousBoosting
 from kcprice.dataset import Sales
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, LocationGrids, design_matrix, fit_location_grids
 from kcprice.fields import FIELDS
@@ -380,12 +381,22 @@ def _in_order(depth: int) -> np.ndarray:
 
 
 def export(model: Fitted) -> dict[str, np.ndarray]:
-    """sklearn trees + the additive steps -> perfect binary trees of depth D in flat arrays (see kcprice.predictor)."""
+    """The trees + the additive steps -> perfect binary trees of depth D in flat arrays (see kcprice.predictor)."""
     est = model.estimator
+    shrink = model.shrink
+    if isinstance(est, ObliviousBoosting):  # already perfect trees, one split per level
+        feature, threshold, leaf = est.perfect_trees()
+        steps = [tree for s in model.additive.steps for tree in _step_trees(s, est.depth, shrink)]
+        return {
+            "feature": np.vstack([feature, [np.full(feature.shape[1], f) for f, _, _ in steps]]).astype(np.int32),
+            "threshold": np.vstack([threshold, [t for _, t, _ in steps]]),
+            "leaf": np.vstack([leaf, [v for _, _, v in steps]]),
+            "baseline": np.array(est.baseline + shrink * model.additive.intercept),
+            "grids": model.grids.values,
+        }
     trees = [p[0].nodes for p in est._predictors]  # one regressor per iteration
     depth = int(max(t["depth"].max() for t in trees))
     n_int = 2**depth - 1
-    shrink = model.shrink
     steps = [tree for s in model.additive.steps for tree in _step_trees(s, depth, shrink)]
     feature = np.zeros((len(trees) + len(steps), n_int), dtype=np.int32)
     threshold = np.full((len(trees) + len(steps), n_int), np.inf)
