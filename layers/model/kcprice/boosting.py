@@ -14,10 +14,10 @@ of the residuals of its rows (scikit-learn's way for this loss), shrunk by n / (
 
 Measured the evaluation protocol's way (`kcprice evaluate --model kc-price-oblivious --cv PARAM VALUES`: 5-fold CV
 grouped by house on the temporal split's training rows; the same features, target, additive part and 0.42
-quantile as kc-price's HistGradientBoosting trees), 2026-12-02: MAPE 10.636 (HGB) -> 10.583 with 2,000 trees at
-0.05 (a first draft of this code: 10.546, better in every fold; 1,000 trees at 0.1: 10.662); CatBoost itself 10.595
+quantile as kc-price's HistGradientBoosting trees), 2026-12-02: MAPE 10.636 (HGB) -> 10.578-10.583 (seeds 0-2) with
+2,000 trees at 0.05 (a first draft with 1,000 trees at 0.1: 10.662); CatBoost itself 10.595
 (10.653 without its bootstrap and random strength), and its library (264 MB stripped: GPU kernels) cannot go in a
-Lambda layer (250 MB). Not yet the serving model: docs/model.md says what is missing.
+Lambda layer (250 MB). Not the serving model: docs/model.md has what it would cost to serve, and what is missing.
 """
 
 from __future__ import annotations
