@@ -65,3 +65,15 @@ def test_non_finite_rows_are_refused():
     x[3, 2] = np.nan
     with pytest.raises(ValueError, match="finite"):
         ObliviousBoosting(n_trees=2).fit(x, y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 8), st.integers(0, 2**32 - 1))
+def test_a_leaf_code_is_the_decisions_read_as_a_binary_number(depth, seed):
+    from kcprice.explain import leaf_code
+
+    right = np.zeros((50, 7, 8), dtype=bool)
+    right[..., :depth] = np.random.default_rng(seed).random((50, 7, depth)) < 0.5  # levels past depth: never right
+    want = (right[..., :depth] * (1 << np.arange(depth - 1, -1, -1))).sum(axis=-1)
+    np.testing.assert_array_equal(leaf_code(right, depth), want)
+    np.testing.assert_array_equal(leaf_code(right[3, 2], depth), want[3, 2])  # one tree's 8 decisions

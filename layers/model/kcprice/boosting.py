@@ -160,6 +160,8 @@ def oblivious(feature: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     that never goes right, so a padded tree whose real splits are one per level qualifies too, and is read the
     same way."""
     depth = int(np.log2(threshold.shape[1] + 1))
+    if depth > 8:  # read as 8 bytes (kcprice.explain.leaf_code); deeper trees are walked node by node
+        return np.zeros(len(threshold), dtype=bool)
     same = np.ones(len(threshold), dtype=bool)
     for d in range(depth):
         level = slice(2**d - 1, 2 ** (d + 1) - 1)

@@ -18,6 +18,7 @@ first explanation: ~10 MB); explaining a house is then the splits' decisions, a 
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -201,8 +202,7 @@ class Explainer:
         self._rest = _Leaves(feature, threshold, leaf, cover, rest)
         self.expected = self._rest.expected
         ob = np.flatnonzero(levels)
-        self._ob_feature = feature[ob][:, 2 ** np.arange(self.depth) - 1].astype(np.intp)  # each level's first node
-        self._ob_threshold = threshold[ob][:, 2 ** np.arange(self.depth) - 1]
+        self._ob_feature, self._ob_threshold = levels_of(feature[ob], threshold[ob])
         self._ob_rows = np.arange(len(ob)) * 2**self.depth
         self._codes = np.zeros((len(ob) * 2**self.depth, len(GROUP_NAMES)))
         for chunk in np.array_split(np.arange(len(ob)), max(1, len(ob) // _CHUNK_TREES)):
@@ -222,17 +222,35 @@ class Explainer:
         if len(self._rest.table):
             out = self._rest.sum(self._rest.rows(x[self._feature] > self._threshold))
         if len(self._ob_rows):
-            code = leaf_code(x[self._ob_feature] > self._ob_threshold)
+            code = leaf_code((x[self._ob_feature] > self._ob_threshold).reshape(-1, 8), self.depth)
             out = out + self._ob_ones @ np.take(self._codes, self._ob_rows + code, axis=0)
         return out
+
+
+def levels_of(feature: np.ndarray, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Oblivious perfect trees -> each level's (feature, threshold), padded to 8 levels (+inf: never right), flat
+    (tree-major): what leaf_code reads."""
+    depth = int(np.log2(threshold.shape[1] + 1))
+    first = 2 ** np.arange(depth) - 1  # each level's first node
+    f, t = np.zeros((len(feature), 8), dtype=np.intp), np.full((len(feature), 8), np.inf)
+    f[:, :depth], t[:, :depth] = feature[:, first], threshold[:, first]
+    return f.ravel(), t.ravel()
 
 
 _CHUNK_TREES = 100  # oblivious trees tabulated at a time: bounds the build's memory (~20 MB)
 
 
-def leaf_code(right: np.ndarray) -> np.ndarray:
-    """(..., depth) decisions, first level first -> (...,) leaf index (the decisions as a binary number, first high)."""
-    depth = right.shape[-1]
-    if depth <= 8:  # packbits: one C loop (first decision in the byte's high bit)
-        return (np.packbits(right, axis=-1, bitorder="big")[..., 0] >> (8 - depth)).astype(np.intp)
-    return right.astype(np.intp) @ (1 << np.arange(depth - 1, -1, -1))
+def leaf_code(right: np.ndarray, depth: int) -> np.ndarray:
+    """(..., 8) decisions of oblivious trees, one per level, first level first (levels from `depth` on padded with
+    False) -> (...,) intp leaf index: the decisions as a binary number, first level high.
+
+    The 8 decisions of a tree are 8 bytes: one uint64 whose multiplication by 0x8040201008040201 gathers byte i's
+    low bit into bit 63 - i (no carries: every partial product lands on its own bit), so the top byte is the code.
+    Measured on 128 rows x 2,000 trees: 0.5 ms, against 11.4 for np.packbits along a short last axis."""
+    if sys.byteorder == "little":
+        v = np.ascontiguousarray(right).view(np.uint64)[..., 0]
+        return ((v * _GATHER) >> np.uint64(64 - depth)).astype(np.intp)
+    return (np.packbits(right, axis=-1, bitorder="big")[..., 0] >> (8 - depth)).astype(np.intp)
+
+
+_GATHER = np.uint64(0x8040201008040201)

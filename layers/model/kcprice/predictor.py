@@ -26,7 +26,7 @@ import numpy as np
 
 from kcprice.boosting import oblivious
 from kcprice.comps import Comparables
-from kcprice.explain import GROUP_NAMES, Explainer, leaf_code
+from kcprice.explain import GROUP_NAMES, Explainer, leaf_code, levels_of
 from kcprice.features import FEATURE_NAMES, MAP_NAMES, RAW_COLUMNS, LocationGrids, design_matrix
 from kcprice.ranges import DEFAULT_COVERAGE, Ranges
 
@@ -68,11 +68,9 @@ class Predictor:
         # one decision per level, the leaf is the decisions as a binary number - D gathers for all of them at once.
         levels = oblivious(self.feature, self.threshold)
         ob, rest = np.flatnonzero(levels), np.flatnonzero(~levels)
-        first = 2 ** np.arange(self.depth) - 1  # each level's first node
         self._oblivious = (
             (
-                self.feature[ob][:, first].astype(np.intp).ravel(),
-                self.threshold[ob][:, first].ravel(),
+                *levels_of(self.feature[ob], self.threshold[ob]),
                 np.ascontiguousarray(self.leaf[ob]).ravel(),
                 np.arange(len(ob), dtype=np.intp) * (n_internal + 1),
             )
@@ -180,7 +178,7 @@ class Predictor:
             total = value[node].sum()
             if self._oblivious is not None:
                 feature, threshold, leaf, base = self._oblivious
-                total = total + leaf[base + leaf_code((row[feature] > threshold).reshape(-1, self.depth))].sum()
+                total = total + leaf[base + leaf_code((row[feature] > threshold).reshape(-1, 8), self.depth)].sum()
             return np.array([total + self.baseline])
         out = np.empty(n)
         for start in range(0, n, _CHUNK):
@@ -194,8 +192,8 @@ class Predictor:
             total = value[node].sum(axis=1)
             if self._oblivious is not None:
                 feature, threshold, leaf, base = self._oblivious
-                right = (block[:, feature] > threshold).reshape(len(block), -1, self.depth)
-                total = total + leaf[base + leaf_code(right)].sum(axis=1)
+                right = (block[:, feature] > threshold).reshape(len(block), -1, 8)
+                total = total + leaf[base + leaf_code(right, self.depth)].sum(axis=1)
             out[start : start + _CHUNK] = total
         return out + self.baseline
 
