@@ -58,12 +58,27 @@ FEATURE_GROUP = np.array([next(i for i, g in enumerate(GROUPS.values()) if f in 
 
 
 def node_counts(feature: np.ndarray, threshold: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """How many rows of x reach each node of each perfect tree: (T, 2 * n_internal + 1), heap order."""
+    """How many rows of x reach each node of each perfect tree: (T, 2 * n_internal + 1), heap order. Oblivious
+    trees (kcprice.boosting.oblivious) from their rows' leaf codes, all at once: a node's count is its leaves'."""
+    from kcprice.boosting import oblivious
+
     n_trees, n_int = threshold.shape
     depth = int(np.log2(n_int + 1))
     out = np.zeros((n_trees, 2 * n_int + 1))
+    levels = oblivious(feature, threshold)
+    if levels.any():
+        ob = np.flatnonzero(levels)
+        f8, t8 = levels_of(feature[ob], threshold[ob])
+        leaves = np.zeros(len(ob) * 2**depth)
+        base = np.arange(len(ob)) * 2**depth
+        for start in range(0, len(x), 256):
+            code = leaf_code((x[start : start + 256][:, f8] > t8).reshape(-1, len(ob), 8), depth)
+            leaves += np.bincount((base + code).ravel(), minlength=len(leaves))
+        leaves = leaves.reshape(len(ob), 2**depth)
+        for d in range(depth + 1):  # level d: 2**d nodes, each over 2**(depth - d) consecutive leaves
+            out[ob, 2**d - 1 : 2 ** (d + 1) - 1] = leaves.reshape(len(ob), 2**d, -1).sum(axis=2)
     rows = np.arange(len(x))
-    for t in range(n_trees):
+    for t in np.flatnonzero(~levels):
         pos = np.zeros(len(x), dtype=np.intp)
         for _ in range(depth):
             out[t] += np.bincount(pos, minlength=2 * n_int + 1)
