@@ -387,6 +387,9 @@ def test_oblivious_trees_are_read_by_level_with_the_same_values_one_row_or_many(
     batch = mixed._scores(x_all)
     np.testing.assert_array_equal(batch[::97], [mixed._scores(x_all[i : i + 1])[0] for i in range(0, len(x_all), 97)])
     np.testing.assert_allclose(batch, m._scores(x_all) + ob.predict(x_all), rtol=0, atol=1e-9)
+    assert mixed._ranks is not None  # a batch compares byte ranks; with too many thresholds, the doubles:
+    monkeypatch.setattr(module._Ranks, "of", classmethod(lambda cls, *a: None))
+    np.testing.assert_array_equal(build()._scores(x_all), batch)
     monkeypatch.setattr(module, "oblivious", lambda f, t: np.zeros(len(f), dtype=bool))  # every tree walked
     np.testing.assert_allclose(batch, build()._scores(x_all), rtol=0, atol=1e-12)
 

@@ -77,6 +77,7 @@ class Predictor:
             if len(ob)
             else None
         )
+        self._ranks = _Ranks.of(*self._oblivious[:2], self.feature.max() + 1) if self._oblivious else None
         m = 2 * n_internal + 1
         root = np.arange(len(rest), dtype=np.intp) * m
         nodes = np.zeros((len(rest), m), dtype=[("threshold", np.float64), ("feature", np.intp)])
@@ -181,6 +182,7 @@ class Predictor:
                 total = total + leaf[base + leaf_code((row[feature] > threshold).reshape(-1, 8), self.depth)].sum()
             return np.array([total + self.baseline])
         out = np.empty(n)
+        ranked = (self._ranks.of_rows(x), self._ranks.thresholds) if self._ranks is not None else None
         for start in range(0, n, _CHUNK):
             block = x[start : start + _CHUNK]
             flat_rows = block.ravel()
@@ -192,8 +194,14 @@ class Predictor:
             total = value[node].sum(axis=1)
             if self._oblivious is not None:
                 feature, threshold, leaf, base = self._oblivious
-                right = (block[:, feature] > threshold).reshape(len(block), -1, 8)
-                total = total + leaf[base + leaf_code(right, self.depth)].sum(axis=1)
+                if ranked is None:
+                    right = (block[:, feature] > threshold).reshape(len(block), -1, 8)
+                    total = total + leaf[base + leaf_code(right, self.depth)].sum(axis=1)
+                else:  # the same decisions, from a byte per value (32 rows at a time: 0.97 s against 1.9 s)
+                    rank, against = ranked[0][start : start + _CHUNK], ranked[1]
+                    for i in range(0, len(block), 32):
+                        right = (rank[i : i + 32][:, feature] > against).reshape(-1, len(base), 8)
+                        total[i : i + 32] = total[i : i + 32] + leaf[base + leaf_code(right, self.depth)].sum(axis=1)
             out[start : start + _CHUNK] = total
         return out + self.baseline
 
@@ -251,6 +259,35 @@ class Predictor:
             return [None] * len(raw)
         ids = np.array([float(i) if i else np.nan for i in house_ids])  # NaN equals no sale id: excludes none
         return list(self.comparables.find_many(raw, n, ids))
+
+
+@dataclass
+class _Ranks:
+    """Oblivious trees' decisions for a batch, a byte each: a value's rank among its feature's thresholds (how many
+    lie below it) exceeds a threshold's own rank exactly when the value exceeds the threshold, and a batch then
+    gathers and compares bytes instead of doubles. Padding (+inf) ranks 255: never exceeded."""
+
+    levels: list[np.ndarray]  # each feature's sorted distinct finite thresholds, by feature
+    thresholds: np.ndarray  # (trees * 8,) uint8: each level's threshold as a rank
+
+    @classmethod
+    def of(cls, feature: np.ndarray, threshold: np.ndarray, n_features: int) -> _Ranks | None:
+        finite = np.isfinite(threshold)
+        levels = [np.unique(threshold[finite & (feature == f)]) for f in range(n_features)]
+        if max(len(v) for v in levels) > 254:  # not a byte: compare the doubles
+            return None
+        ranks = np.full(len(threshold), 255, dtype=np.uint8)
+        for f in range(n_features):
+            at = finite & (feature == f)
+            ranks[at] = np.searchsorted(levels[f], threshold[at])
+        return cls(levels, ranks)
+
+    def of_rows(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros(x.shape, dtype=np.uint8)
+        for f, values in enumerate(self.levels):
+            if len(values):
+                out[:, f] = np.searchsorted(values, x[:, f], side="left")
+        return out
 
 
 def trend_term(trend: dict[str, float], x: np.ndarray) -> np.ndarray:
