@@ -129,11 +129,11 @@ def test_a_mix_of_oblivious_and_other_trees_is_explained_exactly(oblivious_trees
 
 
 def test_oblivious_trees_covers_are_the_node_by_node_counts(oblivious_trees, kc_sales, small_model, monkeypatch):
-    from kcprice import boosting
+    from kcprice import explain
     from kcprice.explain import node_counts
 
     feature, threshold, _, cover, _ = oblivious_trees  # counted by leaf codes
     x = design_matrix(kc_sales.raw[np.arange(0, len(kc_sales), 7)], small_model.predictor.grids)
-    monkeypatch.setattr(boosting, "oblivious", lambda f, t: np.zeros(len(f), dtype=bool))  # node by node
+    monkeypatch.setattr(explain, "oblivious", lambda f, t: np.zeros(len(f), dtype=bool))  # node by node
     np.testing.assert_array_equal(cover, node_counts(feature, threshold, x))
     assert cover[:, 0].min() == len(x)  # every row reaches every root

@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from kcprice.boosting import oblivious
 from kcprice.features import FEATURE_NAMES
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -60,8 +61,6 @@ FEATURE_GROUP = np.array([next(i for i, g in enumerate(GROUPS.values()) if f in 
 def node_counts(feature: np.ndarray, threshold: np.ndarray, x: np.ndarray) -> np.ndarray:
     """How many rows of x reach each node of each perfect tree: (T, 2 * n_internal + 1), heap order. Oblivious
     trees (kcprice.boosting.oblivious) from their rows' leaf codes, all at once: a node's count is its leaves'."""
-    from kcprice.boosting import oblivious
-
     n_trees, n_int = threshold.shape
     depth = int(np.log2(n_int + 1))
     out = np.zeros((n_trees, 2 * n_int + 1))
@@ -207,8 +206,6 @@ class Explainer:
     and code (2**D rows a tree): a house costs one row per tree. Other trees go leaf by leaf (_Leaves)."""
 
     def __init__(self, feature: np.ndarray, threshold: np.ndarray, leaf: np.ndarray, cover: np.ndarray):
-        from kcprice.boosting import oblivious
-
         n_int = threshold.shape[1]
         self.depth = int(np.log2(n_int + 1))
         levels = oblivious(feature, threshold)
