@@ -197,7 +197,7 @@ class Predictor:
                 if ranked is None:
                     right = (block[:, feature] > threshold).reshape(len(block), -1, 8)
                     total = total + leaf[base + leaf_code(right, self.depth)].sum(axis=1)
-                else:  # the same decisions, from a byte per value (32 rows at a time: 0.97 s against 1.9 s)
+                else:  # the same decisions from a byte per value, 32 rows at a time (2,000 trees: 1.1-1.3 s, not 1.9)
                     rank, against = ranked[0][start : start + _CHUNK], ranked[1]
                     for i in range(0, len(block), 32):
                         right = (rank[i : i + 32][:, feature] > against).reshape(-1, len(base), 8)
