@@ -1,4 +1,4 @@
-"""sklearn <-> numpy parity and the artifact's contract, on a small model (quality on the full data: tests/quality)."""
+"""Training <-> serving parity and the artifact's contract on a small model (all the data: tests/quality)."""
 
 import io
 import json
@@ -12,37 +12,14 @@ from kcprice.errors import ArtifactIntegrityError, IncompatibleArtifactError
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, LocationGrids, design_matrix, lookup
 from kcprice.predictor import Predictor, artifact_bytes, sha256_hex
 from kcprice.schema import House
-from kcprice.training import PARAMS, Steps, _Pinball, _step_trees, make_estimator
+from kcprice.training import Steps, _step_trees
 
 
-def test_numpy_predictor_matches_sklearn_on_every_row(small_model, kc_sales):
+def test_the_served_model_matches_the_fitted_one_on_every_row(small_model, kc_sales):
     ours = small_model.predictor.predict_raw(kc_sales.raw)
     theirs = small_model.fitted.predict_raw(kc_sales.raw)
     assert ours.shape == (21_613,)
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=0)
-
-
-@pytest.mark.parametrize("q", [0.42, 0.1, 0.5, 0.9])
-def test_fast_quantile_is_numpys_percentile_bit_for_bit(q):
-    loss, rng = _Pinball(quantile=q), np.random.default_rng(0)
-    for n in [*range(1, 200), 1000, 4321]:
-        y = rng.normal(size=n) * 10.0 ** rng.integers(-3, 4)
-        if n % 3 == 0:
-            y = np.round(y, 1)  # ties
-        assert loss.fit_intercept_only(y) == np.percentile(y, 100 * q), n
-
-
-def test_fast_quantile_loss_fits_the_same_model_as_sklearns(kc_sales):
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    rows = np.random.default_rng(1).choice(len(kc_sales), 3000, replace=False)
-    x, y = kc_sales.raw[rows], np.log(kc_sales.price[rows])
-    params = {**PARAMS, "max_iter": 60}
-    ours = make_estimator(params)
-    assert isinstance(ours.loss, _Pinball)
-    theirs = HistGradientBoostingRegressor(**params)
-    assert theirs.loss == "quantile"
-    np.testing.assert_array_equal(ours.fit(x, y).predict(x), theirs.fit(x, y).predict(x))
 
 
 @pytest.mark.parametrize(("n_thresholds", "depth"), [(1, 6), (40, 6), (63, 6), (64, 6), (69, 6), (200, 6), (20, 3)])
@@ -394,24 +371,14 @@ def test_oblivious_trees_are_read_by_level_with_the_same_values_one_row_or_many(
     np.testing.assert_allclose(batch, build()._scores(x_all), rtol=0, atol=1e-12)
 
 
-def test_a_model_with_oblivious_trees_exports_to_an_artifact_that_serves_it(kc_sales):
-    # kc-price's additive part and oblivious trees (the candidate of kcprice.boosting), exported as an artifact
-    # exports them: the served values are the fitted model's.
-    from kcprice import training
-    from kcprice.boosting import ObliviousBoosting
-    from kcprice.predictor import Predictor
+def test_the_trees_are_oblivious_and_served_by_level(small_model):
+    # kc-price's trees are kcprice.boosting's: the artifact holds them as perfect trees whose levels split alike,
+    # and serving reads them one decision per level (the additive steps are walked node by node).
+    from kcprice.boosting import oblivious
+    from kcprice.training import PARAMS
 
-    sales = kc_sales.take(np.arange(0, len(kc_sales), 8))
-    fitted = training.fit(sales, {"n_trees": 30, "feature_share": 0.3}, trees=ObliviousBoosting)
-    arrays = training.export(fitted)
-    served = Predictor(
-        feature=arrays["feature"],
-        threshold=arrays["threshold"],
-        leaf=arrays["leaf"],
-        baseline=float(arrays["baseline"]),
-        grids=fitted.grids,
-        meta={"trend": fitted.trend},
-    )
-    assert served._oblivious is not None and len(served._oblivious[3]) == 30
-    x = design_matrix(kc_sales.raw[::50], fitted.grids)
-    np.testing.assert_allclose(served.raw_scores(x), fitted.predict_log(x), rtol=0, atol=1e-12)
+    m = small_model.predictor
+    levels = oblivious(m.feature, m.threshold)
+    assert levels[: PARAMS["n_trees"]].all() and not levels[PARAMS["n_trees"] :].any()
+    assert m._oblivious is not None and len(m._oblivious[3]) == PARAMS["n_trees"]
+    assert small_model.meta["depth"] == PARAMS["depth"]

@@ -1,4 +1,4 @@
-"""Oblivious (symmetric) gradient-boosted trees in numpy, with the pinball loss: a candidate for kc-price's trees.
+"""Oblivious (symmetric) gradient-boosted trees in numpy, with the pinball loss: kc-price's trees (kcprice.training).
 
 An oblivious tree splits every node of a level on the same feature and threshold, so a tree of depth D is D
 (feature, threshold) pairs and 2**D leaves, and a row's leaf is its D decisions read as a binary number. The
@@ -12,12 +12,12 @@ negative gradients, n: rows) among `feature_share` of the features, drawn per le
 `n_borders` per feature (midpoints of its distinct values, or its quantiles). A leaf's value is the `quantile`
 of the residuals of its rows (scikit-learn's way for this loss), shrunk by n / (n + l2), times the learning rate.
 
-Measured the evaluation protocol's way (`kcprice evaluate --model kc-price-oblivious --cv PARAM VALUES`: 5-fold CV
-grouped by house on the temporal split's training rows; the same features, target, additive part and 0.42
-quantile as kc-price's HistGradientBoosting trees), 2026-12-02: MAPE 10.636 (HGB) -> 10.578-10.583 (seeds 0-2) with
-2,000 trees at 0.05 (a first draft with 1,000 trees at 0.1: 10.662); CatBoost itself 10.595
+Measured the evaluation protocol's way (`kcprice evaluate --cv PARAM VALUES`: 5-fold CV grouped by house on the
+temporal split's training rows; the same features, target, additive part and 0.42 quantile as the
+HistGradientBoosting trees kc-price had before), 2026-12-02: MAPE 10.636 (HGB) -> 10.578-10.583 (seeds 0-2) with
+2,000 trees at 0.05 (1,000 of depth 7 at 0.08: 10.588; a first draft with 1,000 at 0.1: 10.662); CatBoost 10.595
 (10.653 without its bootstrap and random strength), and its library (264 MB stripped: GPU kernels) cannot go in a
-Lambda layer (250 MB). Not the serving model: docs/model.md has what it would cost to serve, and what is missing.
+Lambda layer (250 MB). kcprice.training.PARAMS has the chosen settings (1,000 trees of depth 7).
 """
 
 from __future__ import annotations

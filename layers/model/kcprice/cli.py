@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument(
         "--model",
         default="kc-price",
-        choices=["kc-price", "lgbm-location", "kc-price-oblivious"],
+        choices=["kc-price", "lgbm-location"],
         help="the model whose parameter --cv varies",
     )
     ev.add_argument(

@@ -259,8 +259,7 @@ def cv_compare(
     model: str = "kc-price",
 ) -> dict:
     """Grouped (by house id) k-fold cross-validation inside `train` only, one parameter of `model` varied (kc-price's
-    trees, the lgbm-location yardstick's LightGBM, or kc-price with oblivious trees: kc-price-oblivious, its other
-    parameters kcprice.boosting's defaults): how a choice is made without looking at any test row.
+    trees, or the lgbm-location yardstick's LightGBM): how a choice is made without looking at any test row.
     -> {value: {"mape": mean, "median_ape": mean, "folds": [...]}}."""
     from sklearn.model_selection import GroupKFold
 
@@ -271,10 +270,6 @@ def cv_compare(
             return lgbm_location(rows, {**LGBM_PARAMS, param: value})
         if model == "kc-price":
             return training.fit(rows, {**training.PARAMS, param: value}).predict_raw
-        if model == "kc-price-oblivious":  # kc-price with oblivious trees instead (a candidate: kcprice.boosting)
-            from kcprice.boosting import ObliviousBoosting
-
-            return training.fit(rows, {param: value}, trees=ObliviousBoosting).predict_raw
         raise ValueError(f"unknown model {model!r}")
 
     out: dict[str, Any] = {}

@@ -1,9 +1,9 @@
 """Training with scikit-learn (training side only: the serving path imports kcprice.predictor, never this).
 
 Model: log(price) = shrink * additive(x) + trees(x). `additive` is a ridge fit of one cubic spline per feature and a
-coefficient per zip code, discretised into step functions so that it exports as trees too; the
-HistGradientBoostingRegressor fits what it leaves (trained on out-of-fold additive predictions, so it does not
-learn the additive part's overfit). The smooth part carries the broad trends (size, grade, age) that boosting
+coefficient per zip code, discretised into step functions so that it exports as trees too; oblivious gradient-boosted
+trees (kcprice.boosting) fit what it leaves (trained on out-of-fold additive predictions, so they do not learn the
+additive part's overfit). The smooth part carries the broad trends (size, grade, age) that boosting
 approximates with many small steps; the trees spend their splits on location and interactions.
 Location maps used as training features are built out-of-fold too (each row's value comes from maps fitted
 without that row), so the trees never see a row's own price through its neighbourhood feature.
@@ -15,12 +15,12 @@ import datetime as dt
 import platform
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import sklearn
-from sklearn._loss.loss import PinballLoss
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import SplineTransformer
@@ -38,26 +38,25 @@ PARAMS: dict[str, Any] = dict(
     # log-normal noise of spread s it is exp(mu - s^2), the Phi(-s) quantile (s ~ 0.15 here -> ~0.44). So the trees
     # fit a low quantile of log(price) instead of its mean; per leaf, so the step down follows the local spread
     # (median -1.1% vs squared error, 5-95%: -7% to +4%); one global shift could not (best, -1%: CV 11.02 -> 10.99).
-    # 5-fold CV inside the random split's training rows: squared error 11.02, absolute error (the median) 11.01,
-    # quantile 0.48/0.46/0.44/0.42/0.40: 10.96/10.90/10.88/10.87/10.88; 0.42 is the flat middle. A rising market
-    # (the temporal split) punishes any step down: 11.46 -> 11.64 there (five-seed means), under its 12.0 target.
-    loss="quantile",
+    # 5-fold CV inside the random split's training rows (with HistGradientBoosting's trees): squared error 11.02,
+    # absolute error (the median) 11.01, quantile 0.48/0.46/0.44/0.42/0.40: 10.96/10.90/10.88/10.87/10.88; 0.42 is
+    # the flat middle. A rising market (the temporal split) punishes any step down: 11.46 -> 11.64 there.
     quantile=0.42,
-    max_iter=600,
-    learning_rate=0.05,
-    max_depth=6,
-    max_leaf_nodes=None,
-    min_samples_leaf=30,
-    l2_regularization=3.0,
-    # Each split looks at a random 15% of the features (~7 of 44): many of them are correlated views of the same
-    # location (rotations, distances, maps), and sampling them regularises like colsample in other GBMs.
-    # First chosen on test rows (mean over 3 seeds: random-split MAPE 10.80 -> 10.66, temporal 11.93 -> 11.76);
-    # redone inside training rows only (`kcprice evaluate --cv max_features 0.15 0.3 0.5 1.0`: 5-fold CV grouped
-    # by house on the temporal split's training rows): 10.636 / 10.650 / 10.659 / 10.665 - the same choice, by a
-    # smaller margin than the test rows had suggested.
-    max_features=0.15,
-    early_stopping=False,
-    random_state=0,
+    # Oblivious trees (kcprice.boosting) since 2026-12-02, in place of scikit-learn's HistGradientBoosting (600
+    # trees of depth 6, 15% of the features per split). 5-fold CV grouped by house inside the temporal split's
+    # training rows (`kcprice evaluate --cv PARAM VALUES`): HGB 10.636; these trees, 2,000 of depth 6 at 0.05:
+    # 10.578-10.583 over three seeds; 1,000 of depth 7 at 0.08: 10.588 - the same accuracy with half the
+    # comparisons a house, so faster to serve than HGB's walk (docs/model.md); 1,000 of depth 6 at 0.1: 10.662;
+    # 600 of depth 8 at 0.1: 10.656. 15% of the features a level, as HGB had them.
+    n_trees=1000,
+    learning_rate=0.08,
+    depth=7,
+    l2=3.0,
+    feature_share=0.15,
+    subsample=0.8,
+    random_strength=0.05,
+    n_borders=254,
+    seed=0,
 )
 OOF_FOLDS = 5
 SEED = 42
@@ -188,37 +187,14 @@ def fit_additive(x: np.ndarray, y: np.ndarray) -> tuple[Additive, np.ndarray]:
     return basis.discretise(x, b, coef, intercept, ADDITIVE["max_steps"]), oof
 
 
-class _Pinball(PinballLoss):
-    """loss="quantile" with the same numbers at a fraction of the cost. With a non-smooth loss, HGB re-fits every
-    leaf as a quantile of its residuals via np.percentile, whose per-call overhead (~23 us, x ~22k leaves) was a
-    third of a fit (2.8 s -> 2.1 s without it). This is numpy's default ('linear') rule computed directly; a test
-    holds it to np.percentile bit for bit and the fitted model to loss="quantile"'s. HGB takes a loss instance
-    (its `loss` parameter accepts a BaseLoss) and then uses it as given. PinballLoss is private to scikit-learn:
-    tests/unit/test_library_internals.py fails if a release stops refitting leaves through it."""
-
-    def fit_intercept_only(self, y_true: np.ndarray, sample_weight: np.ndarray | None = None):
-        if sample_weight is not None or y_true.ndim != 1:
-            return super().fit_intercept_only(y_true, sample_weight)
-        n = len(y_true)
-        at = (n - 1) * (100 * self.closs.quantile / 100)  # the percent round trip sklearn makes, for equal bits
-        lo = int(at)
-        hi = min(lo + 1, n - 1)
-        part = np.partition(y_true, (lo, hi))
-        a, b, t = part[lo], part[hi], at - lo
-        return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp, both branches
-
-
-def make_estimator(params: dict[str, Any] | None = None) -> HistGradientBoostingRegressor:
-    """The trees' estimator for these parameters (PARAMS by default), with the fast quantile loss."""
-    params = dict(params or PARAMS)
-    if params.get("loss") == "quantile":
-        params["loss"] = _Pinball(quantile=params["quantile"])  # required with this loss, as in sklearn
-    return HistGradientBoostingRegressor(**params)
+def make_estimator(params: dict[str, Any] | None = None) -> ObliviousBoosting:
+    """The trees' learner for these parameters (PARAMS by default)."""
+    return ObliviousBoosting(**(params or PARAMS))
 
 
 @dataclass
 class Fitted:
-    estimator: HistGradientBoostingRegressor
+    estimator: ObliviousBoosting
     additive: Additive
     shrink: float  # the additive part's weight, as fitted: predict and export read it here
     grids: LocationGrids
@@ -256,13 +232,11 @@ def market_trend(predict_log: Callable[[np.ndarray], np.ndarray], x: np.ndarray)
     return {"per_day": per_day, "from_day": last_day, "max_days": TREND["max_days"]}
 
 
-def fit(sales: Sales, params: dict[str, Any] | None = None, trees: Callable[..., Any] | None = None) -> Fitted:
-    """The model on these sales; `trees(**params)` builds another tree learner for the same place (research:
-    kcprice.evaluation.cv_compare), not exportable as an artifact."""
+def fit(sales: Sales, params: dict[str, Any] | None = None) -> Fitted:
     x, y = _oof_features(sales), np.log(sales.price)
     additive, oof = fit_additive(x, y)
     shrink = ADDITIVE["shrink"]
-    est = (trees(**(params or {})) if trees else make_estimator(params)).fit(x, y - shrink * oof)
+    est = make_estimator(params).fit(x, y - shrink * oof)
     model = Fitted(est, additive, shrink, fit_location_grids(sales.raw, sales.price), x)
     model.trend = market_trend(model.predict_log, x)  # (no trend yet: inside the training dates it is 0 anyway)
     return model
@@ -384,46 +358,13 @@ def export(model: Fitted) -> dict[str, np.ndarray]:
     """The trees + the additive steps -> perfect binary trees of depth D in flat arrays (see kcprice.predictor)."""
     est = model.estimator
     shrink = model.shrink
-    if isinstance(est, ObliviousBoosting):  # already perfect trees, one split per level
-        feature, threshold, leaf = est.perfect_trees()
-        steps = [tree for s in model.additive.steps for tree in _step_trees(s, est.depth, shrink)]
-        return {
-            "feature": np.vstack([feature, [np.full(feature.shape[1], f) for f, _, _ in steps]]).astype(np.int32),
-            "threshold": np.vstack([threshold, [t for _, t, _ in steps]]),
-            "leaf": np.vstack([leaf, [v for _, _, v in steps]]),
-            "baseline": np.array(est.baseline + shrink * model.additive.intercept),
-            "grids": model.grids.values,
-        }
-    trees = [p[0].nodes for p in est._predictors]  # one regressor per iteration
-    depth = int(max(t["depth"].max() for t in trees))
-    n_int = 2**depth - 1
-    steps = [tree for s in model.additive.steps for tree in _step_trees(s, depth, shrink)]
-    feature = np.zeros((len(trees) + len(steps), n_int), dtype=np.int32)
-    threshold = np.full((len(trees) + len(steps), n_int), np.inf)
-    leaf = np.zeros((len(trees) + len(steps), n_int + 1))
-    for t, (f, thr, values) in enumerate(steps, start=len(trees)):
-        feature[t], threshold[t], leaf[t] = f, thr, values
-    for t, nodes in enumerate(trees):
-        if nodes["is_categorical"].any():
-            raise ValueError("categorical splits are not exportable")
-        stack = [(0, 0, 0)]  # (sklearn node, perfect-tree position, depth)
-        while stack:
-            i, pos, d = stack.pop()
-            node = nodes[i]
-            if d == depth:
-                leaf[t, pos - n_int] = node["value"]
-            elif node["is_leaf"]:
-                stack.append((i, 2 * pos + 1, d + 1))  # threshold stays +inf: always left
-            else:
-                feature[t, pos] = node["feature_idx"]
-                threshold[t, pos] = node["num_threshold"]
-                stack += [(int(node["left"]), 2 * pos + 1, d + 1), (int(node["right"]), 2 * pos + 2, d + 1)]
-    baseline = float(np.asarray(est._baseline_prediction).ravel()[0]) + shrink * model.additive.intercept
+    feature, threshold, leaf = est.perfect_trees()  # one split per level
+    steps = [tree for s in model.additive.steps for tree in _step_trees(s, est.depth, shrink)]
     return {
-        "feature": feature,
-        "threshold": threshold,
-        "leaf": leaf,
-        "baseline": np.array(baseline),
+        "feature": np.vstack([feature, [np.full(feature.shape[1], f) for f, _, _ in steps]]).astype(np.int32),
+        "threshold": np.vstack([threshold, [t for _, t, _ in steps]]),
+        "leaf": np.vstack([leaf, [v for _, _, v in steps]]),
+        "baseline": np.array(est.baseline + shrink * model.additive.intercept),
         "grids": model.grids.values,
     }
 
@@ -452,22 +393,25 @@ def train(
     t0 = time.perf_counter()
     log(f"training on {len(sales):,} sales (data sha256 {sales.sha256[:12]})")
     split_metrics = evaluate(sales, with_baseline=with_baseline, log=log) if evaluate_splits else {}
-    fitted = fit(sales)
-    arrays = export(fitted)
-    arrays["spread_coef"], range_info = fit_ranges(sales)
+    # The model and the ranges' calibration model on two threads: the fits are single-threaded numpy, whose loops
+    # release the GIL (measured 1.29x on two cores; retrain's Lambda has 4 GB, over two vCPUs).
+    with ThreadPoolExecutor(2) as pool:
+        ranged = pool.submit(fit_ranges, sales)
+        fitted = fit(sales)
+        arrays = export(fitted)
+        arrays["spread_coef"], range_info = ranged.result()
     arrays["comps"] = comps.table(sales.ids, sales.raw, sales.price)  # the comparable sales it can show
     # How many training sales reach each node: the explanations' expectations (kcprice.explain)
     assert fitted.train_x is not None
     arrays["cover"] = explain.node_counts(arrays["feature"], arrays["threshold"], fitted.train_x).astype(np.float32)
-    loss = PARAMS["loss"] + (f" {PARAMS['quantile']}" if PARAMS["loss"] == "quantile" else "")
     meta = {
         "version": new_version(sales.sha256),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "raw_columns": list(RAW_COLUMNS),
         "features": list(FEATURE_NAMES),
         "target": "log(price)",
-        "model": f"additive splines (ridge, as step functions) + HistGradientBoostingRegressor ({loss} loss) "
-        "on the rest",
+        "model": "additive splines (ridge, as step functions) + oblivious gradient-boosted trees (kcprice.boosting, "
+        f"quantile {PARAMS['quantile']} loss) on the rest",
         "params": {k: v for k, v in PARAMS.items()},
         "additive": dict(ADDITIVE),
         "n_trees": int(arrays["leaf"].shape[0]),
