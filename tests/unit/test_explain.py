@@ -102,27 +102,28 @@ def test_oblivious_trees_are_explained_exactly_one_row_a_tree(oblivious_trees, k
 
 
 def test_a_mix_of_oblivious_and_other_trees_is_explained_exactly(oblivious_trees, kc_sales, small_model):
-    # The model's trees are depth 6; pad the oblivious depth-4 trees to depth 6 as an artifact would (always left)
+    # The model's additive step trees (walked leaf by leaf) with the depth-4 oblivious trees padded to the model's
+    # depth as an artifact would pad them (always left below depth 4)
     m = small_model.predictor
     feature, threshold, leaf, _, _ = oblivious_trees
-    n_int = 63
+    n_int = m.threshold.shape[1]
     pf, pt = np.zeros((len(feature), n_int), dtype=feature.dtype), np.full((len(feature), n_int), np.inf)
     pl = np.zeros((len(feature), n_int + 1))
     for pos in range(15):  # heap positions of the depth-4 internal nodes are the same in a deeper heap
         pf[:, pos], pt[:, pos] = feature[:, pos], threshold[:, pos]
-    # a depth-4 leaf j (heap 15 + j) continues always left to depth 6: heap 63 + 4 * j, leaf index 4 * j
-    pl[:, 4 * np.arange(16)] = leaf
+    # a depth-4 leaf j continues always left to the model's depth: its leaf index is j shifted by the extra levels
+    pl[:, np.arange(16) << (m.depth - 4)] = leaf
     both = (
-        np.vstack([m.feature[:20], pf]),
-        np.vstack([m.threshold[:20], pt]),
-        np.vstack([m.leaf[:20], pl]),
+        np.vstack([m.feature[-20:], pf]),
+        np.vstack([m.threshold[-20:], pt]),
+        np.vstack([m.leaf[-20:], pl]),
     )
     x_all = design_matrix(kc_sales.raw[::7], m.grids)
     from kcprice.explain import node_counts
 
     covers = node_counts(*both[:2], x_all)
     explainer = Explainer(*both, covers)
-    assert len(explainer._ob_rows) >= 12  # the padded oblivious trees are read by code
+    assert len(explainer._ob_rows) >= 12 and len(explainer._rest.table)  # both kinds
     for i in (0, 20000):
         x = design_matrix(kc_sales.raw[i : i + 1], m.grids)[0]
         np.testing.assert_allclose(explainer.explain(x), _shapley_by_definition(*both, covers, x), rtol=0, atol=1e-12)

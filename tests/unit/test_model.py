@@ -345,7 +345,7 @@ def test_oblivious_trees_are_read_by_level_with_the_same_values_one_row_or_many(
     m = small_model.predictor
     rows = np.arange(0, len(kc_sales), 5)
     x = design_matrix(kc_sales.raw[rows], m.grids)
-    ob = ObliviousBoosting(n_trees=40, depth=6, feature_share=0.3).fit(x, np.log(kc_sales.price[rows]))
+    ob = ObliviousBoosting(n_trees=40, depth=m.depth, feature_share=0.3).fit(x, np.log(kc_sales.price[rows]))
     feature, threshold, leaf = ob.perfect_trees()
 
     def build() -> Predictor:
