@@ -51,7 +51,12 @@ def _shapley_by_definition(feature, threshold, leaf, cover, x) -> np.ndarray:
 @pytest.mark.parametrize("trees", [slice(0, 25), slice(-45, None)])  # boosted trees; the additive step trees
 def test_contributions_are_the_shapley_values_of_the_groups(small_model, kc_sales, trees):
     m = small_model.predictor
-    feature, threshold, leaf, cover = m.feature[trees], m.threshold[trees], m.leaf[trees], m._cover[trees]
+    feature, threshold, leaf, cover = (
+        m.feature[trees],
+        m.threshold[trees],
+        m.leaf[trees],
+        m._cover[trees].astype(np.float64),
+    )
     explainer = Explainer(feature, threshold, leaf, cover)
     for i in (0, 1234, 20000):
         x = design_matrix(kc_sales.raw[i : i + 1], m.grids)[0]

@@ -77,7 +77,6 @@ class Predictor:
             if len(ob)
             else None
         )
-        self._ranks = _Ranks.of(*self._oblivious[:2], self.feature.max() + 1) if self._oblivious else None
         m = 2 * n_internal + 1
         root = np.arange(len(rest), dtype=np.intp) * m
         nodes = np.zeros((len(rest), m), dtype=[("threshold", np.float64), ("feature", np.intp)])
@@ -140,7 +139,7 @@ class Predictor:
         if cover is not None:
             if cover.shape != (a["leaf"].shape[0], 2 * a["threshold"].shape[1] + 1) or not np.isfinite(cover).all():
                 raise ValueError(f"artifact {meta.get('version')}: cover does not fit its trees")
-            model._cover = cover.astype(np.float64)
+            model._cover = cover  # float32 as shipped; the explanation's tables widen it when first built
         return model
 
     @classmethod
@@ -182,7 +181,8 @@ class Predictor:
                 total = total + leaf[base + leaf_code((row[feature] > threshold).reshape(-1, 8), self.depth)].sum()
             return np.array([total + self.baseline])
         out = np.empty(n)
-        ranked = (self._ranks.of_rows(x), self._ranks.thresholds) if self._ranks is not None else None
+        ranks = self._batch_ranks() if self._oblivious is not None else None
+        ranked = (ranks.of_rows(x), ranks.thresholds) if ranks is not None else None
         for start in range(0, n, _CHUNK):
             block = x[start : start + _CHUNK]
             flat_rows = block.ravel()
@@ -204,6 +204,14 @@ class Predictor:
                         total[i : i + 32] = total[i : i + 32] + leaf[base + leaf_code(right, self.depth)].sum(axis=1)
             out[start : start + _CHUNK] = total
         return out + self.baseline
+
+    @functools.cached_property
+    def _ranks(self) -> _Ranks | None:
+        return _Ranks.of(*self._oblivious[:2], int(self.feature.max()) + 1) if self._oblivious is not None else None
+
+    def _batch_ranks(self) -> _Ranks | None:
+        """Built at the first batch, not at cold start: a one-house request never needs them (~6 ms)."""
+        return self._ranks
 
     def predict_raw(self, raw: np.ndarray) -> np.ndarray:
         """(n, len(RAW_COLUMNS)) raw inputs -> (n,) prices in dollars."""
@@ -240,7 +248,7 @@ class Predictor:
         if self._cover is None:
             return None
         if self._explainer is None:
-            self._explainer = Explainer(self.feature, self.threshold, self.leaf, self._cover)
+            self._explainer = Explainer(self.feature, self.threshold, self.leaf, self._cover.astype(np.float64))
         x = design_matrix(raw_row[None, :], self.grids)
         contributions = dict(zip(GROUP_NAMES, self._explainer.explain(x[0]).tolist(), strict=True))
         if trend := self.meta.get("trend"):  # the market's trend past the training sales: the sale date's, exactly

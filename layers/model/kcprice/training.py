@@ -1,4 +1,4 @@
-"""Training with scikit-learn (training side only: the serving path imports kcprice.predictor, never this).
+"""Training (scikit-learn splines, kcprice.boosting's trees), training side only: serving never imports this.
 
 Model: log(price) = shrink * additive(x) + trees(x). `additive` is a ridge fit of one cubic spline per feature and a
 coefficient per zip code, discretised into step functions so that it exports as trees too; oblivious gradient-boosted
