@@ -258,7 +258,7 @@ def market_trend(predict_log: Callable[[np.ndarray], np.ndarray], x: np.ndarray)
 
 def fit(sales: Sales, params: dict[str, Any] | None = None, trees: Callable[..., Any] | None = None) -> Fitted:
     """The model on these sales; `trees(**params)` builds another tree learner for the same place (research:
-    kcprice.evaluation.cv_compare), not exportable as an artifact."""
+    kcprice.evaluation.cv_compare; export() writes oblivious trees too)."""
     x, y = _oof_features(sales), np.log(sales.price)
     additive, oof = fit_additive(x, y)
     shrink = ADDITIVE["shrink"]
@@ -383,26 +383,28 @@ def _in_order(depth: int) -> np.ndarray:
 def export(model: Fitted) -> dict[str, np.ndarray]:
     """The trees + the additive steps -> perfect binary trees of depth D in flat arrays (see kcprice.predictor)."""
     est = model.estimator
-    shrink = model.shrink
     if isinstance(est, ObliviousBoosting):  # already perfect trees, one split per level
-        feature, threshold, leaf = est.perfect_trees()
-        steps = [tree for s in model.additive.steps for tree in _step_trees(s, est.depth, shrink)]
-        return {
-            "feature": np.vstack([feature, [np.full(feature.shape[1], f) for f, _, _ in steps]]).astype(np.int32),
-            "threshold": np.vstack([threshold, [t for _, t, _ in steps]]),
-            "leaf": np.vstack([leaf, [v for _, _, v in steps]]),
-            "baseline": np.array(est.baseline + shrink * model.additive.intercept),
-            "grids": model.grids.values,
-        }
+        (feature, threshold, leaf), depth, baseline = est.perfect_trees(), est.depth, est.baseline
+    else:
+        feature, threshold, leaf, depth, baseline = _hgb_trees(est)
+    steps = [tree for s in model.additive.steps for tree in _step_trees(s, depth, model.shrink)]
+    return {
+        "feature": np.vstack([feature, *(np.full((1, feature.shape[1]), f) for f, _, _ in steps)]).astype(np.int32),
+        "threshold": np.vstack([threshold, *(t[None] for _, t, _ in steps)]),
+        "leaf": np.vstack([leaf, *(v[None] for _, _, v in steps)]),
+        "baseline": np.array(baseline + model.shrink * model.additive.intercept),
+        "grids": model.grids.values,
+    }
+
+
+def _hgb_trees(est: HistGradientBoostingRegressor) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, float]:
+    """scikit-learn's trees as perfect binary trees: (feature, threshold, leaf, depth, baseline prediction)."""
     trees = [p[0].nodes for p in est._predictors]  # one regressor per iteration
     depth = int(max(t["depth"].max() for t in trees))
     n_int = 2**depth - 1
-    steps = [tree for s in model.additive.steps for tree in _step_trees(s, depth, shrink)]
-    feature = np.zeros((len(trees) + len(steps), n_int), dtype=np.int32)
-    threshold = np.full((len(trees) + len(steps), n_int), np.inf)
-    leaf = np.zeros((len(trees) + len(steps), n_int + 1))
-    for t, (f, thr, values) in enumerate(steps, start=len(trees)):
-        feature[t], threshold[t], leaf[t] = f, thr, values
+    feature = np.zeros((len(trees), n_int), dtype=np.int32)
+    threshold = np.full((len(trees), n_int), np.inf)
+    leaf = np.zeros((len(trees), n_int + 1))
     for t, nodes in enumerate(trees):
         if nodes["is_categorical"].any():
             raise ValueError("categorical splits are not exportable")
@@ -418,14 +420,7 @@ def export(model: Fitted) -> dict[str, np.ndarray]:
                 feature[t, pos] = node["feature_idx"]
                 threshold[t, pos] = node["num_threshold"]
                 stack += [(int(node["left"]), 2 * pos + 1, d + 1), (int(node["right"]), 2 * pos + 2, d + 1)]
-    baseline = float(np.asarray(est._baseline_prediction).ravel()[0]) + shrink * model.additive.intercept
-    return {
-        "feature": feature,
-        "threshold": threshold,
-        "leaf": leaf,
-        "baseline": np.array(baseline),
-        "grids": model.grids.values,
-    }
+    return feature, threshold, leaf, depth, float(np.asarray(est._baseline_prediction).ravel()[0])
 
 
 def new_version(data_sha256: str, now: dt.datetime | None = None) -> str:
