@@ -77,7 +77,6 @@ class Predictor:
             if len(ob)
             else None
         )
-        self._ranks = _Ranks.of(*self._oblivious[:2], self.feature.max() + 1) if self._oblivious else None
         m = 2 * n_internal + 1
         root = np.arange(len(rest), dtype=np.intp) * m
         nodes = np.zeros((len(rest), m), dtype=[("threshold", np.float64), ("feature", np.intp)])
@@ -182,7 +181,8 @@ class Predictor:
                 total = total + leaf[base + leaf_code((row[feature] > threshold).reshape(-1, 8), self.depth)].sum()
             return np.array([total + self.baseline])
         out = np.empty(n)
-        ranked = (self._ranks.of_rows(x), self._ranks.thresholds) if self._ranks is not None else None
+        ranks = self._ranks
+        ranked = (ranks.of_rows(x), ranks.thresholds) if ranks is not None else None
         for start in range(0, n, _CHUNK):
             block = x[start : start + _CHUNK]
             flat_rows = block.ravel()
@@ -204,6 +204,11 @@ class Predictor:
                         total[i : i + 32] = total[i : i + 32] + leaf[base + leaf_code(right, self.depth)].sum(axis=1)
             out[start : start + _CHUNK] = total
         return out + self.baseline
+
+    @functools.cached_property
+    def _ranks(self) -> _Ranks | None:
+        """Built at the first batch, not at cold start: a one-house request never needs them (~6 ms, 1,000 trees)."""
+        return _Ranks.of(*self._oblivious[:2], int(self.feature.max()) + 1) if self._oblivious is not None else None
 
     def predict_raw(self, raw: np.ndarray) -> np.ndarray:
         """(n, len(RAW_COLUMNS)) raw inputs -> (n,) prices in dollars."""
