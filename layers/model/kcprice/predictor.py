@@ -181,7 +181,7 @@ class Predictor:
                 total = total + leaf[base + leaf_code((row[feature] > threshold).reshape(-1, 8), self.depth)].sum()
             return np.array([total + self.baseline])
         out = np.empty(n)
-        ranks = self._batch_ranks() if self._oblivious is not None else None
+        ranks = self._ranks
         ranked = (ranks.of_rows(x), ranks.thresholds) if ranks is not None else None
         for start in range(0, n, _CHUNK):
             block = x[start : start + _CHUNK]
@@ -207,11 +207,8 @@ class Predictor:
 
     @functools.cached_property
     def _ranks(self) -> _Ranks | None:
+        """Built at the first batch, not at cold start: a one-house request never needs them (~6 ms, 1,000 trees)."""
         return _Ranks.of(*self._oblivious[:2], int(self.feature.max()) + 1) if self._oblivious is not None else None
-
-    def _batch_ranks(self) -> _Ranks | None:
-        """Built at the first batch, not at cold start: a one-house request never needs them (~6 ms)."""
-        return self._ranks
 
     def predict_raw(self, raw: np.ndarray) -> np.ndarray:
         """(n, len(RAW_COLUMNS)) raw inputs -> (n,) prices in dollars."""
