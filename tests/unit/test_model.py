@@ -367,6 +367,12 @@ def test_oblivious_trees_are_read_by_level_with_the_same_values_one_row_or_many(
     assert mixed._ranks is not None  # a batch compares byte ranks; with too many thresholds, the doubles:
     monkeypatch.setattr(module._Ranks, "of", classmethod(lambda cls, *a: None))
     np.testing.assert_array_equal(build()._scores(x_all), batch)
+    n_steps = int((~module.oblivious(m.feature, m.threshold)).sum())  # the model's additive part
+    assert n_steps > 0 and mixed._steps is not None and len(mixed._steps[3]) == n_steps
+    monkeypatch.setattr(module, "step_trees", lambda f, t: np.zeros(len(f), dtype=bool))  # steps walked
+    walked = build()
+    assert walked._steps is None and walked._flat[3].size == n_steps
+    np.testing.assert_allclose(batch, walked._scores(x_all), rtol=0, atol=1e-12)
     monkeypatch.setattr(module, "oblivious", lambda f, t: np.zeros(len(f), dtype=bool))  # every tree walked
     np.testing.assert_allclose(batch, build()._scores(x_all), rtol=0, atol=1e-12)
 
@@ -381,4 +387,41 @@ def test_the_trees_are_oblivious_and_served_by_level(small_model):
     levels = oblivious(m.feature, m.threshold)
     assert levels[: PARAMS["n_trees"]].all() and not levels[PARAMS["n_trees"] :].any()
     assert m._oblivious is not None and len(m._oblivious[3]) == PARAMS["n_trees"]
+    # The additive part's step trees are read as counts of thresholds below the value; no tree is walked.
+    assert m._steps is not None and len(m._steps[3]) == (~levels).sum() > 0 and m._flat[3].size == 0
     assert small_model.meta["depth"] == PARAMS["depth"]
+
+
+def test_trees_of_one_feature_are_read_as_counts_only_when_their_thresholds_ascend(small_model):
+    # A tree that splits one feature everywhere is a step function only if its thresholds ascend in order; then a
+    # row's leaf is the count of thresholds below its value. Shuffled thresholds must be walked, with ties and
+    # +inf padding in either: every row's score is the node-by-node walk's.
+    from kcprice.predictor import in_order_ranks, step_trees
+
+    rng = np.random.default_rng(7)
+    depth, n_int = 3, 7
+    ranks = in_order_ranks(depth)
+    thresholds = [np.sort(rng.choice([0.0, 1.0, 2.0, 3.0], n_int)) for _ in range(6)]
+    thresholds[1][5:] = np.inf  # a shallow step function, padded
+    ordered = np.array([t[ranks] for t in thresholds])  # heap order
+    ordered[3:] = ordered[3:][:, ::-1]  # no longer ascending in order (unless all ties)
+    feature = np.repeat(np.arange(6) % 3, n_int).reshape(6, n_int)
+    leaf = rng.normal(size=(6, n_int + 1))
+    m = Predictor(feature, ordered, leaf, 0.5, small_model.predictor.grids, {})
+    expect = step_trees(feature, ordered)
+    assert expect[:3].all() and not expect[3:].all()
+    x = np.zeros((200, len(FEATURE_NAMES)))
+    x[:, :3] = rng.choice([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0], (200, 3))
+
+    def walk(row: np.ndarray) -> float:
+        total = 0.0
+        for t in range(6):
+            node = 0
+            while node < n_int:
+                node = 2 * node + 1 + (row[feature[t, node]] > ordered[t, node])
+            total += leaf[t, node - n_int]
+        return total + 0.5
+
+    want = np.array([walk(r) for r in x])
+    np.testing.assert_allclose(m._scores(x), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose([m._scores(r[None])[0] for r in x], want, rtol=0, atol=1e-12)

@@ -31,7 +31,7 @@ from kcprice.boosting import ObliviousBoosting
 from kcprice.dataset import Sales
 from kcprice.features import FEATURE_NAMES, RAW_COLUMNS, LocationGrids, design_matrix, fit_location_grids
 from kcprice.fields import FIELDS
-from kcprice.predictor import Predictor, artifact_bytes, sha256_hex, trend_term
+from kcprice.predictor import Predictor, artifact_bytes, in_order_ranks, sha256_hex, trend_term
 
 PARAMS: dict[str, Any] = dict(
     # The targets are in MAPE, and the point forecast that minimises relative error is not the median: with
@@ -326,7 +326,7 @@ def _step_trees(steps: Steps, depth: int, scale: float) -> list[tuple[int, np.nd
     thr, val = steps.thresholds, steps.values * scale
     m, n_int = len(thr), 2**depth - 1
     size = m + 1 if m + 1 <= n_int + 1 else n_int - 1  # a cut tree spends two leaves on its zero outsides
-    heap_order, out = _in_order(depth), []
+    heap_order, out = in_order_ranks(depth), []
     for a in range(0, m + 1, size):
         b = min(a + size, m + 1) - 1  # last step in this tree
         t = [*thr[a - 1 : a]] * (a > 0) + [*thr[a:b]] + [*thr[b : b + 1]] * (b < m)
@@ -337,21 +337,6 @@ def _step_trees(steps: Steps, depth: int, scale: float) -> list[tuple[int, np.nd
         leaves[: len(v)] = v
         out.append((steps.feature, sorted_thr[heap_order], leaves))
     return out
-
-
-def _in_order(depth: int) -> np.ndarray:
-    """For each heap position of a perfect tree's internal nodes, its rank in sorted (in-order) order: a perfect
-    binary search tree over sorted thresholds sends a row to leaf #(thresholds < x), left to right."""
-    n_int = 2**depth - 1
-    order = np.empty(n_int, dtype=np.intp)
-    stack = [(0, 0, n_int)]  # (heap position, sorted range [lo, hi))
-    while stack:
-        pos, lo, hi = stack.pop()
-        if pos < n_int:
-            mid = (lo + hi) // 2
-            order[pos] = mid
-            stack += [(2 * pos + 1, lo, mid), (2 * pos + 2, mid + 1, hi)]
-    return order
 
 
 def export(model: Fitted) -> dict[str, np.ndarray]:
