@@ -134,7 +134,18 @@ def test_a_required_margin_refuses_a_challenger_that_is_only_better(aws, seeded)
     gate = get_json(aws, "reports/incoming/2014.csv.json")["gate"]
     assert out["status"] == "refused" and gate["min_improvement"] == 5
     assert gate["challenger"]["mape"] < gate["champion"]["mape"]
-    assert registry.read_champion(aws.s3, aws.bucket)[1] == etag
+    pointer, now = registry.read_champion(aws.s3, aws.bucket)
+    assert now == etag
+    # Refused, yet published (not champion): the operator who judges it better promotes it by hand.
+    from kcprice import ops
+
+    listed = {v["version"]: v for v in ops.list_versions(aws.s3, aws.bucket)}
+    assert listed[out["version"]]["gate"] == "refused" and not listed[out["version"]]["champion"]
+    assert listed[pointer["version"]]["gate"] == "promoted" and listed[pointer["version"]]["champion"]
+    assert "card.html" in registry.version_metadata(aws.s3, aws.bucket, out["version"])["files"]
+    done = ops.promote_version(aws.s3, aws.bucket, out["version"], "better by 0.5 points", "arn:aws:iam::1:user/op")
+    assert done["version"] == out["version"] and done["previous_version"] == pointer["version"]
+    assert registry.read_champion(aws.s3, aws.bucket)[0]["version"] == out["version"]
 
 
 def test_a_champion_from_before_a_feature_change_is_replaced(aws, seeded):

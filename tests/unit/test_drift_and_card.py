@@ -30,3 +30,9 @@ def test_model_card_files(small_model, kc_sales):
     assert {"card.html", "card.json", "residuals.png", "predicted_vs_actual.png", "importance.png"} == set(files)
     page = files["card.html"].decode()
     assert small_model.meta["version"] in page and page.count("data:image/png;base64,") == 3
+    assert "<b>refused</b>" not in page  # no gate verdict in the metadata: none shown
+    import dataclasses
+
+    refused = {**small_model.meta, "gate_decision": "refused", "holdout": {"why": "not below the champion's <10%>"}}
+    page = card.render(dataclasses.replace(small_model, meta=refused), ref, report)["card.html"].decode()
+    assert "<b>refused</b>: not below the champion&#x27;s &lt;10%&gt;" in page

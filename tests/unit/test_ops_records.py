@@ -54,3 +54,19 @@ def test_a_lambda_failure_record_is_read_with_its_decoded_upload_key():
     assert f["upload_keys"] == ["incoming/odd name+plus (1).csv"]
     assert (f["error_type"], f["error"]) == ("TimeoutError", "boom")
     assert event["Records"][0]["s3"]["object"]["key"] == "incoming/odd+name%2Bplus+%281%29.csv"  # as S3 sends it
+
+
+def test_a_refused_challenger_is_published_only_if_it_was_scored():
+    # Published: what the gate promotes, and what it refused on a finite holdout MAPE (an operator may promote it);
+    # never a challenger whose MAPE is missing or not finite, whatever else its metrics say.
+    from kcprice.pipeline import _gate, _publishable
+
+    champion = {"mape": 10.0}
+    for mape, published in [(9.0, True), (10.0, True), (11.0, True), (None, False), (float("nan"), False)]:
+        for inf in (float("inf"), -float("inf")) if mape is None else ():
+            better, _ = _gate({"mape": inf}, champion, {"version": "v1"}, None, 0.0)
+            assert not better and not _publishable(better, {"mape": inf})
+        challenger = {"mape": mape, "median_ape": 7.0}
+        better, _ = _gate(challenger, champion, {"version": "v1"}, None, 0.0)
+        assert better == (mape == 9.0)
+        assert _publishable(better, challenger) == published

@@ -128,6 +128,9 @@ def _html(meta: dict, zips: list[dict], importance: dict, drift: dict | None, fi
         drift_html = f"<p>PSI threshold {drift['threshold']}; drifted: {', '.join(drift['drifted']) or 'none'}</p>"
         drift_html += table(rows, ["feature", "psi", "flag"])
     lineage = html.escape(json.dumps(meta.get("lineage", {}), indent=2))
+    verdict = ""
+    if meta.get("gate_decision"):  # a refused challenger is published too: its card says so
+        verdict = f"<p><b>{html.escape(meta['gate_decision'])}</b>: {html.escape(str(hold.get('why', '')))}</p>"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>kc-price model {meta["version"]}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:auto}} table{{border-collapse:collapse}}
@@ -136,7 +139,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} img{{max-width:1
 <p>{meta["model"]} on {meta["target"]}, {meta["n_trees"]} trees of depth {meta["depth"]}, trained on
 {meta["n_rows"]:,} sales (data sha256 <code>{meta["data_sha256"][:16]}</code>), created {meta["created_at"]}.</p>
 <h2>Evaluation splits</h2>{table(splits, ["split", *cols]) if splits else NOT_SPLIT}
-<h2>Reference holdout (promotion gate)</h2>{table(gate, ["model", *cols]) if gate else ""}
+<h2>Reference holdout (promotion gate)</h2>{verdict}{table(gate, ["model", *cols]) if gate else ""}
 <h2>Predictions</h2>{img("predicted_vs_actual.png")}{img("residuals.png")}
 <h2>Feature importance</h2>{img("importance.png")}
 <h2>Drift of the upload against the previous champion</h2>{drift_html}

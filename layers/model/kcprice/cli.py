@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("models", help="the model registry of a deployed stack (or the local one): list, roll back")
     m_sub = m.add_subparsers(dest="models_cmd", required=True)
     for name, what in (
-        ("list", "every version, the champion marked"),
+        ("list", "every version trained (refused challengers too), the champion and the gate's word marked"),
         ("show", "one version's metadata (metrics, lineage, libraries)"),
         ("history", "every champion the pointer has named, newest first"),
         ("promote", "make a version the champion (roll forward or back); precompute follows"),

@@ -109,6 +109,8 @@ def list_versions(s3, bucket: str) -> list[dict[str, Any]]:
                     "version": version,
                     "created_at": meta.get("created_at"),
                     "champion": bool(pointer and pointer["version"] == version),
+                    # The gate's word on it; versions from before refused challengers were published: promoted.
+                    "gate": meta.get("gate_decision", "promoted"),
                     "holdout_mape": (meta.get("holdout") or {}).get("challenger", {}).get("mape"),
                     "metrics": meta.get("metrics") or None,
                     "rows": lineage.get("dataset_rows") or meta.get("n_train"),

@@ -6,8 +6,8 @@ Retrain, for an upload s3://bucket/incoming/x.csv (once per object version: see 
      anything the champion would say: one mislabelled file must not enter the training data
   -> added to the dataset ledger (datasets/ledger.json -> datasets/<sha>.csv): accepted data is kept whatever the
      gate decides, and a sale seen again with new values replaces its earlier version (a correction)
-  -> train on the whole ledger -> score challenger and champion on the same reference holdout -> promote only if
-     better -> report (reports/incoming/x.csv.json).
+  -> train on the whole ledger -> score challenger and champion on the same reference holdout -> publish the
+     challenger (models/<version>/) -> promote only if better -> report (reports/incoming/x.csv.json).
 
 Reference holdout: every model trains without the sales whose house id hashes into bucket 0 of 10, so those sales
 are unseen by every model. Both are judged on the holdout sales of the ledger as it was before this upload: the
@@ -437,6 +437,14 @@ def retrain(
         seconds=round(time.perf_counter() - t0, 2),
         at=_now(),
     )
+    # A refused challenger that could be scored is published too, not champion: an operator may judge it better
+    # than the gate did (a tie, an outdated holdout) and promote it by hand. One that could not be scored is not.
+    result.meta["gate_decision"] = decision["decision"]
+    decision["published"] = _publishable(better, challenger_m)
+    if decision["published"]:
+        registry.publish_version(
+            s3, bucket, result.artifact, result.meta, extra=model_card_files(result, reference, upload_drift)
+        )
     if not better:
         put_json(s3, bucket, report_key, decision)
         _mark_trained(s3, bucket, ledger, ledger_etag, result.meta["version"])  # only once the decision is stored
@@ -444,9 +452,6 @@ def retrain(
         return RetrainOutcome(
             "refused", key, report_key, result.meta["version"], decision["champion_version"], decision
         )
-    registry.publish_version(
-        s3, bucket, result.artifact, result.meta, extra=model_card_files(result, reference, upload_drift)
-    )
     registry.promote(
         s3,
         bucket,
@@ -497,6 +502,12 @@ def _gate(
     if mine < theirs - margin:
         return True, f"holdout MAPE {mine:.3f}% against the champion's {theirs:.3f}% (margin {margin})"
     return False, f"holdout MAPE {mine:.3f}% is not below the champion's {theirs:.3f}% by {margin}"
+
+
+def _publishable(better: bool, challenger: dict) -> bool:
+    """Published in the registry: a challenger the gate promotes, or one it refused after scoring it (an operator
+    may promote it by hand); never one that could not be scored (a NaN MAPE: it would price some house NaN)."""
+    return better or _finite(challenger.get("mape"))
 
 
 def _warn_drift(what: str, report: dict) -> None:
