@@ -109,6 +109,8 @@ def test_snapstart_puts_the_champion_in_the_snapshot_and_checks_it_after_restore
     assert "model loaded before the snapshot" in messages and any(
         "restored from a snapshot" in str(m) for m in messages
     )
+    (before,) = [line for line in lines if line.get("message") == "model loaded before the snapshot"]
+    assert before["prepare_s"] > 0  # the explanation tables were built into the snapshot
     emf = [line for line in lines if "_aws" in line]
     assert len(emf) == 1 and "ModelLoadTime" not in emf[0]  # nothing loaded during the request
     pointer_reads = [

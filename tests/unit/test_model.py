@@ -425,3 +425,16 @@ def test_trees_of_one_feature_are_read_as_counts_only_when_their_thresholds_asce
     want = np.array([walk(r) for r in x])
     np.testing.assert_allclose(m._scores(x), want, rtol=0, atol=1e-12)
     np.testing.assert_allclose([m._scores(r[None])[0] for r in x], want, rtol=0, atol=1e-12)
+
+
+def test_prepare_builds_what_a_first_explanation_and_batch_would(small_model, kc_sales):
+    # For SnapStart's snapshot: after prepare() neither an explanation nor a batch builds anything.
+    m = Predictor.from_bytes(small_model.artifact)
+    assert m._explainer is None and "_ranks" not in m.__dict__  # nothing at load
+    m.prepare()
+    tables, ranks = m._explainer, m.__dict__.get("_ranks")
+    assert tables is not None and ranks is not None
+    fresh = Predictor.from_bytes(small_model.artifact)
+    assert m.explain_raw(kc_sales.raw[0]) == fresh.explain_raw(kc_sales.raw[0])
+    np.testing.assert_array_equal(m.predict_raw(kc_sales.raw[:50]), fresh.predict_raw(kc_sales.raw[:50]))
+    assert m._explainer is tables and m.__dict__["_ranks"] is ranks  # used, not rebuilt
