@@ -87,7 +87,7 @@ class Predictor:
         self._steps = (
             (
                 self.feature[st, 0].astype(np.intp),
-                np.ascontiguousarray(self.threshold[st][:, np.argsort(in_order_ranks(self.depth))]),
+                np.ascontiguousarray(_in_order(self.threshold[st])),
                 np.ascontiguousarray(self.leaf[st]).ravel(),
                 np.arange(len(st), dtype=np.intp) * (n_internal + 1),
             )
@@ -353,7 +353,6 @@ _DAY = FEATURE_NAMES.index("day")
 _PARALLEL_ROWS = 2048  # below this many rows per thread, a thread costs more than it saves
 
 
-@functools.cache
 def in_order_ranks(depth: int) -> np.ndarray:
     """For each heap position of a perfect tree's internal nodes, its rank in sorted (in-order) order: a perfect
     binary search tree over sorted thresholds sends a row to leaf #(thresholds < x), left to right."""
@@ -372,11 +371,16 @@ def in_order_ranks(depth: int) -> np.ndarray:
 def step_trees(feature: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     """(T,) bool: the trees that are step functions of one feature - every node splits it, and the thresholds
     read left to right (in order) never decrease (+inf padding last)."""
-    depth = int(np.log2(threshold.shape[1] + 1))
-    ordered = threshold[:, np.argsort(in_order_ranks(depth))]
+    ordered = _in_order(threshold)
     return (feature == feature[:, :1]).all(axis=1) & (ordered[:, 1:] >= ordered[:, :-1]).all(axis=1)
 
 
+def _in_order(threshold: np.ndarray) -> np.ndarray:
+    """(T, 2**D - 1) thresholds in heap order -> the same, each tree's read left to right (in order)."""
+    return threshold[:, np.argsort(in_order_ranks(int(np.log2(threshold.shape[1] + 1))))]
+
+
+@functools.cache
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
