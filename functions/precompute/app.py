@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from kcprice.config import PrecomputeSettings
 from kcprice.pipeline import precompute
+from kcprice.storage import BULK_WRITES
 
 logger = Logger()
 metrics = Metrics()
@@ -33,7 +34,7 @@ EVENT: TypeAdapter[S3Model | EventBridgeModel | OnDemand] = TypeAdapter(S3Model 
 
 @functools.cache
 def runtime():
-    return PrecomputeSettings(), boto3.client("s3"), boto3.client("dynamodb")
+    return PrecomputeSettings(), boto3.client("s3"), boto3.client("dynamodb", config=BULK_WRITES)
 
 
 @logger.inject_lambda_context

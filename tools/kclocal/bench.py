@@ -253,7 +253,7 @@ def handler_section(results: dict, model, sales, reference) -> None:
     from kclocal.data import inventory
     from kclocal.lambdas import environment_variables
     from kclocal.stack import Awsd, provision, session
-    from kcprice import pipeline, registry
+    from kcprice import pipeline, registry, storage
 
     awsd = Awsd()
     try:
@@ -341,7 +341,10 @@ def handler_section(results: dict, model, sales, reference) -> None:
 
         # Precompute into the local DynamoDB vs boto3's own batch_writer, same items, alternating.
         s3.put_object(Bucket=spec.bucket, Key="inventory/houses.csv", Body=inventory())
-        ddb = client("dynamodb", "PrecomputeFunction")
+        # The function's own client settings (kcprice.storage.BULK_WRITES); the reference keeps boto3's defaults.
+        ddb = session(endpoint, creds["PrecomputeFunction"]).client(
+            "dynamodb", endpoint_url=endpoint, config=storage.BULK_WRITES
+        )
         pre_s3 = client("s3", "PrecomputeFunction")
         table = (
             session(endpoint, creds["PrecomputeFunction"]).resource("dynamodb", endpoint_url=endpoint).Table(spec.table)

@@ -11,11 +11,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kcprice.errors import KcPriceError, NotFoundError
 
 BATCH = 25  # DynamoDB BatchWriteItem limit
+
+# The bulk writer's client (precompute's DynamoDB) skips botocore's client-side parameter validation, which the SDK
+# documents as the switch for performance: it walks every attribute of every item again before serialising.
+# Measured on a whole precompute (21,436 items of price, range and comparables, local endpoint, three runs each,
+# alternating): 12.5 -> 10.8 s of the function's CPU, 25.2 -> 23.2 s end to end. Nothing is checked less: every
+# item comes from price_item (typed, finite, tested), and DynamoDB validates each request itself - a bad one is a
+# ValidationException that fails the run, never a silent loss.
+BULK_WRITES = Config(parameter_validation=False)
 
 
 def error_code(e: ClientError) -> str:
