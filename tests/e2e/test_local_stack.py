@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from kclocal.demo import HOUSE_ID, run_story
+from kclocal.demo import HOUSE_ID, poll, run_story
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]  # one seeded stack, on one worker
 
@@ -91,7 +91,11 @@ def test_an_operator_rolls_the_model_forward_and_back_and_a_tampered_version_is_
 
     # Served within the model TTL, and precompute rewrites every price with it (the pointer write triggers it).
     api = stack.bridge.url
-    _until(lambda: requests.get(f"{api}/model", timeout=10).json()["champion"]["version"] == target, 120)
+    poll(
+        "the API to serve " + target,
+        lambda: requests.get(f"{api}/model", timeout=10).json()["champion"]["version"] == target,
+        120,
+    )
     ddb = stack.client("dynamodb")
 
     def by(version: str | None = None) -> int:
@@ -101,7 +105,7 @@ def test_an_operator_rolls_the_model_forward_and_back_and_a_tampered_version_is_
         )
         return sum(p["Count"] for p in pages)
 
-    _until(lambda: by(target) == by() == 21_436, 600)
+    poll("every price to be by " + target, lambda: by(target) == by() == 21_436, 600)
 
     code, history = run("models", "history")
     assert code == 0 and history[0]["version"] == target and history[0]["current"]
@@ -109,11 +113,15 @@ def test_an_operator_rolls_the_model_forward_and_back_and_a_tampered_version_is_
     assert history[1]["version"] == champion and not history[1]["current"]
 
     # Rolled back: the pointer's previous version is served again, and precompute starts rewriting the prices with
-    # it (every one was by the target: not waited to the end, a whole rewrite takes ~3.5 min against moto).
+    # it (every one was by the target: not waited to the end, a whole rewrite is another half minute or more).
     code, done = run("models", "rollback", "--reason", "the new one was worse")
     assert code == 0 and done["version"] == champion and done["previous_version"] == target
-    _until(lambda: requests.get(f"{api}/model", timeout=10).json()["champion"]["version"] == champion, 120)
-    _until(lambda: by(champion) > 0, 600)
+    poll(
+        "the API to serve " + champion,
+        lambda: requests.get(f"{api}/model", timeout=10).json()["champion"]["version"] == champion,
+        120,
+    )
+    poll("prices by " + champion, lambda: by(champion) > 0, 600)
 
     # A version whose artifact changed after it was published is never promoted.
     key = f"models/{target}/model.npz"
@@ -121,14 +129,6 @@ def test_an_operator_rolls_the_model_forward_and_back_and_a_tampered_version_is_
     assert cli.main(["models", "promote", *where, target, "--reason", "x"]) == 1
     assert "refused" in capsys.readouterr().err
     assert requests.get(f"{api}/model", timeout=10).json()["champion"]["version"] == champion
-
-
-def _until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.5)
 
 
 def test_upload_command_prints_the_outcome_of_its_own_upload(stack, tmp_path, capsys):

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from kclocal import data
+from kclocal.demo import poll
 from kclocal.stack import LocalStack
 from kcprice import layout, registry
 from kcprice.schema import EXAMPLE_HOUSE
@@ -36,21 +37,16 @@ def stack(tmp_path_factory):
     CallJournal(s.journal, s.spec).assert_allowed()
 
 
-def _until(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (found := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.5)
-    return found
-
-
 def test_sales_recorded_in_the_database_reach_the_served_model(stack, tmp_path, capsys):
     from kclocal import cli
 
     api, bucket = stack.bridge.url, stack.spec.bucket
     v1 = registry.read_champion(stack.s3, bucket)[0]["version"]
-    _until(lambda: requests.get(f"{api}/houses/7129300520/price", timeout=10).status_code == 200, 300)
+    poll(
+        "a precomputed price",
+        lambda: requests.get(f"{api}/houses/7129300520/price", timeout=10).status_code == 200,
+        300,
+    )
 
     new_sales = tmp_path / "new-sales.csv"
     new_sales.write_bytes(data.by_date(since=data.SEED_BEFORE))
@@ -73,7 +69,8 @@ def test_sales_recorded_in_the_database_reach_the_served_model(stack, tmp_path, 
     assert lineage["source_key"] == outcome["key"] and lineage["dataset_rows"] > 20_000
 
     # Precompute follows the promotion; the API serves the new model, and the stored prices are its.
-    body = _until(
+    body = poll(
+        "the stored price to be by " + v2,
         lambda: (
             (r := requests.get(f"{api}/houses/7129300520/price", timeout=10).json()).get("model_version") == v2 and r
         ),
