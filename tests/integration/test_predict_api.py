@@ -135,6 +135,7 @@ def house_with(**changes) -> str:
         (house_with(date="9999-12-31"), "date", "from 2014-01-01 (the start of the model's sales history) to 2030"),
         (house_with(date="0001-01-01"), "date", "from 2014-01-01"),
         (house_with(date=1414000000), "date", "ISO 8601 date"),
+        (house_with(date="1414000000"), "date", "ISO 8601 date"),  # a timestamp in a string is no date either
         (house_with(sqft_living="1180"), "sqft_living", "JSON number (not a string or a boolean)"),
         (house_with(waterfront=True), "waterfront", "JSON number (not a string or a boolean)"),
         (house_with(lat=12345.678).replace("12345.678", "NaN"), "lat", "finite number"),

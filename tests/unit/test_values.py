@@ -6,6 +6,7 @@ an inventory keeps every clean house and reports every skipped one with its id."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 
@@ -116,6 +117,34 @@ def test_api_numbers_are_json_numbers(value, ok):
 def test_sale_dates_are_bounded_the_same_everywhere(date, ok):
     assert api_accepts("date", date) is ok
     assert csv_accepts("date", date) is ok
+
+
+# Date-like text: every way a date gets written (the three formats, ISO date-times, Unix timestamps as strings) and
+# shuffles of their characters. No commas or spaces: CSV cells are split on one and stripped of the other, JSON
+# strings are taken as written.
+date_texts = st.one_of(
+    st.builds(
+        lambda d, fmt: d.strftime(fmt),
+        st.dates(dt.date(2010, 1, 1), dt.date(2035, 12, 31)),
+        st.sampled_from(["%Y-%m-%d", "%Y%m%d", "%Y%m%dT000000", "%Y-%m-%dT00:00:00Z", "%Y-%m%d", "%d/%m/%Y", "%Y"]),
+    ),
+    st.builds(lambda d: str(int(dt.datetime(d.year, d.month, d.day).timestamp())), st.dates(DATE_MIN, DATE_MAX)),
+    st.text(alphabet="0123456789-T:Z.+/", max_size=20),
+)
+
+
+@PROFILE
+@given(text=date_texts)
+@example("1413158400")  # a Unix timestamp in a string: pydantic alone reads it as 2014-10-13
+@example("2014-10-13T00:00:00Z")  # pydantic alone takes a date-time at midnight as its date
+@example("2015-02-30")  # no such day
+def test_the_api_and_the_csv_validator_accept_the_same_dates(text):
+    assert api_accepts("date", text) == csv_accepts("date", text), text
+
+
+@pytest.mark.parametrize("text", ["2014-10-13", "20141013", "20141013T000000"])
+def test_every_written_form_is_the_same_day(text):
+    assert House.model_validate_json(json.dumps({**EXAMPLE_HOUSE, "date": text})).date == dt.date(2014, 10, 13)
 
 
 def test_empty_cells(tmp_path):

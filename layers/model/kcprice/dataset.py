@@ -25,6 +25,7 @@ import numpy as np
 from kcprice.features import RAW_COLUMNS
 from kcprice.fields import (
     BOUNDS,
+    DATE_FORMATS,
     DATE_MAX,
     DATE_MIN,
     DATE_RULE,
@@ -35,6 +36,7 @@ from kcprice.fields import (
     PRICE_BOUNDS,
     ZERO_WHEN_EMPTY,
     describe,
+    parse_date,
     rule_violations,
     value_problems,
 )
@@ -42,7 +44,6 @@ from kcprice.fields import (
 REQUIRED: tuple[str, ...] = ("id", "date", "price") + FIELDS
 # An inventory lists houses to score: no price, and a sale date is optional.
 INVENTORY_REQUIRED: tuple[str, ...] = ("id",) + FIELDS
-_DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})(T000000)?$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
 _EXAMPLES = 5
 _DAY_MIN, _DAY_MAX = float((DATE_MIN - EPOCH).days), float((DATE_MAX - EPOCH).days)
@@ -141,13 +142,8 @@ def merge(old: Sales, new: Sales) -> Merged:
 
 
 def _parse_day(value: str) -> float | None:
-    m = _DATE.match(value)
-    if not m:
-        return None
-    try:
-        return float((dt.date(int(m[1]), int(m[2]), int(m[3])) - EPOCH).days)
-    except ValueError:
-        return None
+    d = parse_date(value)
+    return None if d is None else float((d - EPOCH).days)
 
 
 def read_inventory(data: bytes) -> tuple[Sales | None, ValidationReport]:
@@ -322,7 +318,7 @@ def read_sales(
             days[i] = d
     if labelled:
         flag("missing_value", f"'date' is empty in {int(no_date.sum())} row(s)", "date", no_date, dates)
-    flag("bad_date", f"'date' {DATE_RULE}, written YYYYMMDDT000000, YYYYMMDD or YYYY-MM-DD", "date", bad_date, dates)
+    flag("bad_date", f"'date' {DATE_RULE}, written {DATE_FORMATS}", "date", bad_date, dates)
 
     clean = ~bad_rows
     for message, bad in rule_violations(values).items():

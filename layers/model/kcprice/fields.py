@@ -11,6 +11,7 @@ The serving path (kcprice.predictor) imports this module, so it must stay numpy-
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 
@@ -47,6 +48,24 @@ EPOCH = dt.date(2014, 1, 1)
 # Sale dates the model can mean: from the start of its sales history to the end of the years it accepts.
 DATE_MIN, DATE_MAX = EPOCH, dt.date(2030, 12, 31)
 DATE_RULE = f"must be a date from {DATE_MIN} (the start of the model's sales history) to {DATE_MAX}"
+# How a sale date is written, in a CSV and in the API alike: ISO 8601's calendar date, extended or basic, or the KC
+# export's midnight date-time. Nothing else: a number, or a string of digits, is not a date (pydantic's own date
+# parsing would read "1413158400" as a Unix timestamp, silently).
+DATE_FORMATS = "YYYY-MM-DD, YYYYMMDD or YYYYMMDDT000000"
+_DATE_TEXT = re.compile(r"(\d{4})(-?)(\d{2})\2(\d{2})(T000000)?")
+
+
+def parse_date(text: str) -> dt.date | None:
+    """A date written in one of DATE_FORMATS (the whole text, one separator style), else None."""
+    m = _DATE_TEXT.fullmatch(text)
+    if m is None:
+        return None
+    try:
+        return dt.date(int(m[1]), int(m[3]), int(m[4]))
+    except ValueError:  # no such day: 2015-02-30
+        return None
+
+
 MAX_BATCH = 100
 FINITE = "must be a finite number"
 

@@ -16,7 +16,19 @@ import pydantic_core
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from kcprice.comps import MAX_COMPS
-from kcprice.fields import BOUNDS, DATE_MAX, DATE_MIN, DATE_RULE, EPOCH, FIELDS, MAX_BATCH, describe, rule_violations
+from kcprice.fields import (
+    BOUNDS,
+    DATE_FORMATS,
+    DATE_MAX,
+    DATE_MIN,
+    DATE_RULE,
+    EPOCH,
+    FIELDS,
+    MAX_BATCH,
+    describe,
+    parse_date,
+    rule_violations,
+)
 from kcprice.ranges import COVERAGES, grade
 
 STEPPED = tuple(name for name, (_, _, step) in BOUNDS.items() if step)
@@ -47,10 +59,13 @@ def _field(name: str, description: str):
 
 
 def _date_text(v):
-    """An ISO date string (or a date): a number would be read as a Unix timestamp, silently."""
-    if v is not None and not isinstance(v, str | dt.date):
-        raise ValueError("must be an ISO 8601 date string, YYYY-MM-DD")
-    return v
+    """A sale date written as the CSV validator reads it (kcprice.fields.parse_date), or a date object: pydantic's
+    own parsing would take a number, or a string of digits, as a Unix timestamp, silently."""
+    if v is None or (isinstance(v, dt.date) and not isinstance(v, dt.datetime)):
+        return v
+    if isinstance(v, str) and (d := parse_date(v)) is not None:
+        return d
+    raise ValueError(f"must be an ISO 8601 date, written {DATE_FORMATS}")
 
 
 def is_multiple(v: float, step: float) -> bool:
@@ -112,7 +127,8 @@ class House(BaseModel):
         default=None,
         ge=DATE_MIN,
         le=DATE_MAX,
-        description=f"sale date (ISO 8601, {DATE_MIN}..{DATE_MAX}); omitted = the latest date the model was trained on",
+        description=f"sale date, written {DATE_FORMATS}, {DATE_MIN}..{DATE_MAX}; omitted = the latest date the model "
+        "was trained on",
     )
 
     @field_validator(*STEPPED)
