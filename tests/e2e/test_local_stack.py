@@ -1,7 +1,6 @@
 """The whole local stack (moto + S3 event pollers + HTTP bridge + real handlers), driven like a user would."""
 
 import json
-import time
 
 import pytest
 import requests
@@ -183,10 +182,10 @@ def test_each_functions_logs_are_its_own(stack):
 
 
 def _wait_json(stack, key: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def read() -> dict | None:
         try:
             return json.loads(stack.s3.get_object(Bucket=stack.spec.bucket, Key=key)["Body"].read())
         except stack.s3.exceptions.NoSuchKey:
-            time.sleep(0.5)
-    raise TimeoutError(key)
+            return None
+
+    return poll(key, read, timeout)

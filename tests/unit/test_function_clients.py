@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
-import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
 
-from kclocal.template import ROOT
-
-
-def load_app(function: str, monkeypatch: pytest.MonkeyPatch):
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "BUCKET_NAME": "kc-price-models",
-        "TABLE_NAME": "kc-price-prices",
-        "POWERTOOLS_SERVICE_NAME": function,
-        "POWERTOOLS_METRICS_NAMESPACE": "KcPrice/test",
-    }.items():
-        monkeypatch.setenv(k, v)
-    path = ROOT / "functions" / function / "app.py"
-    spec = importlib.util.spec_from_file_location(f"{function}_app_under_test", path)
-    app = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, app)
-    spec.loader.exec_module(app)
-    return app
+from tests.apps import load_app
 
 
 def validates_locally(client) -> bool:

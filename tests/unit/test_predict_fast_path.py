@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
-import sys
 import types
 
 import pytest
@@ -16,23 +14,13 @@ from hypothesis import strategies as st
 
 from kclocal.template import ROOT
 from kcprice.schema import EXAMPLE_HOUSE
+from tests.apps import load_app
 
 
 @pytest.fixture(scope="module")
 def predict_app(small_model):
     mp = pytest.MonkeyPatch()
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "BUCKET_NAME": "kc-price-models",
-        "TABLE_NAME": "kc-price-prices",
-        "POWERTOOLS_SERVICE_NAME": "predict",
-        "POWERTOOLS_METRICS_NAMESPACE": "KcPrice/test",
-    }.items():
-        mp.setenv(k, v)
-    spec = importlib.util.spec_from_file_location("predict_app_under_test", ROOT / "functions" / "predict" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    mp.setitem(sys.modules, spec.name, app)  # dataclasses look their module up there
-    spec.loader.exec_module(app)
+    app = load_app("predict", mp)
     model = small_model.predictor
 
     class Cache:  # the champion, without S3

@@ -261,8 +261,10 @@ def handler_section(results: dict, model, sales, reference) -> None:
         spec = template.load(parameters={"AwsEndpointUrl": endpoint}, endpoint=endpoint)
         creds = provision(spec, endpoint, notifications=False).credentials
 
-        def client(service: str, function: str | None = None):
-            return session(endpoint, creds[function] if function else None).client(service, endpoint_url=endpoint)
+        def client(service: str, function: str | None = None, **kwargs):
+            return session(endpoint, creds[function] if function else None).client(
+                service, endpoint_url=endpoint, **kwargs
+            )
 
         s3 = client("s3")
         registry.publish_version(s3, spec.bucket, model.artifact, model.meta)
@@ -342,9 +344,7 @@ def handler_section(results: dict, model, sales, reference) -> None:
         # Precompute into the local DynamoDB vs boto3's own batch_writer, same items, alternating.
         s3.put_object(Bucket=spec.bucket, Key="inventory/houses.csv", Body=inventory())
         # The function's own client settings (kcprice.storage.BULK_WRITES); the reference keeps boto3's defaults.
-        ddb = session(endpoint, creds["PrecomputeFunction"]).client(
-            "dynamodb", endpoint_url=endpoint, config=storage.BULK_WRITES
-        )
+        ddb = client("dynamodb", "PrecomputeFunction", config=storage.BULK_WRITES)
         pre_s3 = client("s3", "PrecomputeFunction")
         table = (
             session(endpoint, creds["PrecomputeFunction"]).resource("dynamodb", endpoint_url=endpoint).Table(spec.table)
