@@ -331,7 +331,9 @@ def test_a_batch_scored_on_several_threads_equals_one_row_at_a_time(small_model,
     assert module._cpus() < 2 or 5000 // module._PARALLEL_ROWS >= 2
     from kcprice.predictor import trend_term
 
-    np.testing.assert_array_equal(batch, model._scores(x) + trend_term(model.meta["trend"], x))
+    assert model.local is not None  # the local correction (kcprice.local) is part of the score
+    local = model.local.correction(x[:, RAW_COLUMNS.index("lat")], x[:, RAW_COLUMNS.index("long")])
+    np.testing.assert_array_equal(batch, model._scores(x) + trend_term(model.meta["trend"], x) + local)
     np.testing.assert_array_equal(batch[::250], [model.raw_scores(x[i : i + 1])[0] for i in range(0, 5000, 250)])
 
 

@@ -5,7 +5,9 @@ Artifact = one .npz (loaded with allow_pickle=False, so it can carry no code) ho
   grids (scales, ny, nx) float64, meta () unicode JSON; optionally spread_coef (n_features,) float64 with
   meta["ranges"] (kcprice.ranges: value ranges and confidence), comps (n_sales, 8) float64 (kcprice.comps),
   cover (T, 2 * (2**D - 1) + 1) float32: training sales per node (kcprice.explain); meta["trend"]: the market's
-  trend carried past the latest training sale (trend_term; absent in older models: none).
+  trend carried past the latest training sale (trend_term; absent in older models: none); local_residual (n_sales,)
+  float64 with meta["local"]: the comps sales' out-of-fold log residuals, for the local correction (kcprice.local;
+  absent in older models: none).
 Trees are stored as perfect binary trees of depth D: a leaf shallower than D is padded with "always left"
 splits (threshold +inf), so every row takes exactly D vectorised steps through every tree at once. Two kinds of
 tree are read faster, with the same decisions: oblivious trees (one split per level) by their D decisions as a
@@ -27,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from kcprice.boosting import oblivious
+from kcprice.comps import COLUMNS as COMPS_COLUMNS
 from kcprice.comps import Comparables
 from kcprice.explain import GROUP_NAMES, Explainer, leaf_code, levels_of
 from kcprice.features import FEATURE_NAMES, MAP_NAMES, RAW_COLUMNS, LocationGrids, design_matrix
+from kcprice.local import LocalResiduals
 from kcprice.ranges import DEFAULT_COVERAGE, Ranges
 
 _ARRAYS = ("feature", "threshold", "leaf", "baseline", "grids", "meta")
@@ -52,6 +56,7 @@ class Predictor:
     _flat: tuple = field(init=False, repr=False)
     ranges: Ranges | None = field(default=None, init=False, repr=False)  # None: a model from before ranges
     comparables: Comparables | None = field(default=None, init=False, repr=False)
+    local: LocalResiduals | None = field(default=None, init=False, repr=False)  # None: a model from before it
     _cover: np.ndarray | None = field(default=None, init=False, repr=False)
     _explainer: Explainer | None = field(default=None, init=False, repr=False)
 
@@ -130,6 +135,7 @@ class Predictor:
             spread_coef = z["spread_coef"] if "spread_coef" in z.files else None  # models before ranges lack it
             sales = z["comps"] if "comps" in z.files else None  # and comparables
             cover = z["cover"] if "cover" in z.files else None  # and explanations
+            residual = z["local_residual"] if "local_residual" in z.files else None  # and the local correction
         meta = json.loads(str(a["meta"]))
         _check_compatible(meta, a["grids"])
         # Nothing non-finite is ever served: a NaN leaf or map cell would price some houses NaN (thresholds are
@@ -154,6 +160,10 @@ class Predictor:
             model.ranges = Ranges(spread_coef, meta["ranges"])
         if sales is not None:
             model.comparables = Comparables(sales)
+        if residual is not None and meta.get("local"):
+            if sales is None or residual.shape != (len(sales),):
+                raise ValueError(f"artifact {meta.get('version')}: local_residual does not fit its sales")
+            model.local = LocalResiduals(sales[:, _COMPS_LAT], sales[:, _COMPS_LONG], residual, meta["local"])
         if cover is not None:
             if cover.shape != (a["leaf"].shape[0], 2 * a["threshold"].shape[1] + 1) or not np.isfinite(cover).all():
                 raise ValueError(f"artifact {meta.get('version')}: cover does not fit its trees")
@@ -180,8 +190,9 @@ class Predictor:
             out = np.concatenate(list(_pool().map(lambda idx: self._scores(x[idx]), parts)))
         else:
             out = self._scores(x)
-        trend = self.meta.get("trend")
-        return out + trend_term(trend, x) if trend else out
+        if trend := self.meta.get("trend"):
+            out = out + trend_term(trend, x)
+        return out + self.local.correction(x[:, _LAT], x[:, _LONG]) if self.local is not None else out
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         # Walked trees' sum, plus the step trees', plus the oblivious trees', plus the baseline: the same operations
@@ -283,6 +294,8 @@ class Predictor:
         contributions = dict(zip(GROUP_NAMES, explainer.explain(x[0]).tolist(), strict=True))
         if trend := self.meta.get("trend"):  # the market's trend past the training sales: the sale date's, exactly
             contributions["sale_date"] += float(trend_term(trend, x)[0])  # (0 on every training sale)
+        if self.local is not None:  # nearby sales' residuals: a function of the coordinates alone, so location's
+            contributions["location"] += float(self.local.correction(x[:, _LAT], x[:, _LONG])[0])
         return {"baseline": explainer.expected + self.baseline, "contributions": contributions}
 
     def _tables(self) -> Explainer | None:
@@ -350,6 +363,8 @@ def trend_term(trend: dict[str, float], x: np.ndarray) -> np.ndarray:
 
 _TREND_KEYS = ("per_day", "from_day", "max_days")
 _DAY = FEATURE_NAMES.index("day")
+_LAT, _LONG = FEATURE_NAMES.index("lat"), FEATURE_NAMES.index("long")
+_COMPS_LAT, _COMPS_LONG = COMPS_COLUMNS.index("lat"), COMPS_COLUMNS.index("long")
 _PARALLEL_ROWS = 2048  # below this many rows per thread, a thread costs more than it saves
 
 
