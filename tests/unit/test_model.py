@@ -335,6 +335,12 @@ def test_a_batch_scored_on_several_threads_equals_one_row_at_a_time(small_model,
     local = model.local.correction(x[:, RAW_COLUMNS.index("lat")], x[:, RAW_COLUMNS.index("long")])
     np.testing.assert_array_equal(batch, model._scores(x) + trend_term(model.meta["trend"], x) + local)
     np.testing.assert_array_equal(batch[::250], [model.raw_scores(x[i : i + 1])[0] for i in range(0, 5000, 250)])
+    # Sales dated past the training data: the trend term too, one row or a batch
+    later = x.copy()
+    later[:, RAW_COLUMNS.index("day")] += np.arange(5000) % 400
+    batch = model.raw_scores(later)
+    assert (trend_term(model.meta["trend"], later) != 0).mean() > 0.3
+    np.testing.assert_array_equal(batch[::50], [model.raw_scores(later[i : i + 1])[0] for i in range(0, 5000, 50)])
 
 
 def test_oblivious_trees_are_read_by_level_with_the_same_values_one_row_or_many(small_model, kc_sales, monkeypatch):

@@ -190,7 +190,15 @@ class Predictor:
             out = np.concatenate(list(_pool().map(lambda idx: self._scores(x[idx]), parts)))
         else:
             out = self._scores(x)
-        if trend := self.meta.get("trend"):
+        trend = self.meta.get("trend")
+        if n == 1:  # the API's common case: the same operations in the same order on the row's floats (~5 us less)
+            total, row = float(out[0]), x[0].tolist()
+            if trend:
+                total += trend["per_day"] * min(max(row[_DAY] - trend["from_day"], 0.0), trend["max_days"])
+            if self.local is not None:
+                total += self.local.one(row[_LAT], row[_LONG])
+            return np.array([total])
+        if trend:
             out = out + trend_term(trend, x)
         return out + self.local.correction(x[:, _LAT], x[:, _LONG]) if self.local is not None else out
 
