@@ -99,6 +99,9 @@ def test_few_sales_are_shrunk_towards_no_correction():
         (np.array([0.1, 0.2]), {**PARAMS, "bandwidth_km": 0.0}),
         (np.array([0.1, 0.2]), {**PARAMS, "prior_weight": -1.0}),
         (np.array([0.1, 0.2]), {**PARAMS, "weight": float("nan")}),
+        (np.array([0.1, 0.2]), {"bandwidth_km": 0.1}),  # a meta["local"] without its other parameters
+        (np.array([0.1, 0.2]), {**PARAMS, "prior_weight": "three"}),
+        (np.array([0.1, 0.2]), {**PARAMS, "weight": None}),
     ],
 )
 def test_non_finite_or_mismatched_residuals_are_refused(residual, params):

@@ -41,7 +41,10 @@ class LocalResiduals:
             raise ValueError("local residuals need one coordinate pair per residual, and at least one")
         if not (np.isfinite(lat).all() and np.isfinite(long).all() and np.isfinite(residual).all()):
             raise ValueError("local residuals must be finite")
-        self.params = {k: float(params[k]) for k in PARAMS}
+        try:  # an artifact's meta["local"]: refused as a whole (ValueError, as any broken array) when malformed
+            self.params = {k: float(params[k]) for k in PARAMS}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"local correction parameters {params!r}: {e!r}") from None
         bandwidth, prior, weight = (self.params[k] for k in ("bandwidth_km", "prior_weight", "weight"))
         if not (bandwidth > 0 and prior > 0 and math.isfinite(weight) and math.isfinite(bandwidth + prior)):
             raise ValueError(f"local correction parameters out of range: {self.params}")
