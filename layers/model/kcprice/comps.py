@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,28 @@ _KM_PER_DEG_LAT = 111.32
 _KM_PER_DEG_LONG = 111.32 * np.cos(np.radians(47.5))  # King County's latitude
 _SIZE, _GRADE, _AGE = 0.2, 1.0, 20.0
 _RAW = {c: RAW_COLUMNS.index(c) for c in ("lat", "long", "sqft_living", "grade", "yr_built")}
+
+
+class CellIndex(NamedTuple):
+    """Points sorted by square grid cell (row-major), so the points of a run of cells in one row are one slice:
+    order[start[c]:start[c + 1]] are cell c's. Cell (i, j) holds the points with floor((y - y0) / size) = i and
+    floor((x - x0) / size) = j; y and x in km."""
+
+    y0: float
+    x0: float
+    ny: int
+    nx: int
+    start: np.ndarray  # (ny * nx + 1,) where each cell's points begin in the order
+    order: np.ndarray  # the points' indices, sorted by cell (stable: ties keep their input order)
+
+    @classmethod
+    def of(cls, y: np.ndarray, x: np.ndarray, size: float) -> CellIndex:
+        y0, x0 = float(y.min()), float(x.min())
+        cy, cx = ((y - y0) / size).astype(np.intp), ((x - x0) / size).astype(np.intp)
+        ny, nx = int(cy.max()) + 1, int(cx.max()) + 1
+        cell = cy * nx + cx
+        order = np.argsort(cell, kind="stable")
+        return cls(y0, x0, ny, nx, np.searchsorted(cell[order], np.arange(ny * nx + 1)), order)
 
 
 def table(ids: np.ndarray, raw: np.ndarray, price: np.ndarray) -> np.ndarray:
@@ -44,12 +66,8 @@ class Comparables:
         # Sales sorted by 1 km grid cell, so a search reads only the cells around a house (measured: scanning every
         # sale made precompute several seconds slower over 21,436 houses).
         y, x = c["lat"] * _KM_PER_DEG_LAT, c["long"] * _KM_PER_DEG_LONG
-        self._y0, self._x0 = float(y.min()), float(x.min())
-        cy, cx = (y - self._y0).astype(np.intp), (x - self._x0).astype(np.intp)
-        self._ny, self._nx = int(cy.max()) + 1, int(cx.max()) + 1
-        order = np.argsort(cy * self._nx + cx, kind="stable")
-        cell = (cy * self._nx + cx)[order]
-        self._start = np.searchsorted(cell, np.arange(self._ny * self._nx + 1))
+        grid = CellIndex.of(y, x, 1.0)
+        self._y0, self._x0, self._ny, self._nx, self._start, order = grid
         self.sales = sales[order]
         self._y, self._x = y[order], x[order]
         self._size, self._grade, self._built = np.log(c["sqft_living"])[order], c["grade"][order], c["yr_built"][order]
